@@ -1,0 +1,1 @@
+//! Switchyard: a WebSocket front proxy for Django.
