@@ -46,14 +46,18 @@ class EchoTests(TestCase):
     def test_echo_post_with_csrf_token_shows_the_escaped_message(self):
         form = self.client.get("/echo/")
         token = form.cookies[settings.CSRF_COOKIE_NAME].value
-        response = self.client.post("/echo/", {"message": "<b>hi</b>", "csrfmiddlewaretoken": token})
+        response = self.client.post(
+            "/echo/", {"message": "<b>hi</b>", "csrfmiddlewaretoken": token}
+        )
         self.assertContains(response, "CSRF check passed")
         self.assertContains(response, "&lt;b&gt;hi&lt;/b&gt;")
 
 
 class LoginLogoutTests(DemoUserMixin, TestCase):
     def test_login_sets_the_session_cookie_and_redirects_home(self):
-        response = self.client.post("/accounts/login/", {"username": USERNAME, "password": PASSWORD})
+        response = self.client.post(
+            "/accounts/login/", {"username": USERNAME, "password": PASSWORD}
+        )
         self.assertRedirects(response, "/")
         self.assertIn(settings.SESSION_COOKIE_NAME, response.cookies)
         self.assertEqual(settings.SESSION_COOKIE_NAME, "sessionid")

@@ -56,7 +56,8 @@ def headers(request):
     """
     body = {key: request.META.get(meta) for key, meta in PROBED_HEADERS.items()}
     body["switchyard"] = {
-        key: value for key, value in sorted(request.META.items())
+        key: value
+        for key, value in sorted(request.META.items())
         if key.startswith(SWITCHYARD_META_PREFIX)
     }
     body["is_secure"] = request.is_secure()

@@ -18,6 +18,8 @@ class Command(BaseCommand):
             # auth hash, which would log out every existing demo session.
             user.set_password(DEMO_PASSWORD)
             user.save(update_fields=["password"])
-            self.stdout.write(f"{'created' if created else 'reset password of'} user {DEMO_USERNAME!r}")
+            self.stdout.write(
+                f"{'created' if created else 'reset password of'} user {DEMO_USERNAME!r}"
+            )
         else:
             self.stdout.write(f"user {DEMO_USERNAME!r} already exists")
