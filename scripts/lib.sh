@@ -63,6 +63,8 @@ ensure_venv() {
         log "updating venv $dir"
     else
         log "creating venv $dir ($python)"
+        # Debian's own python3 keeps venv's pip bootstrap in a separate package.
+        "$python" -c 'import ensurepip' 2>/dev/null || ensure_apt python3-venv
         "$python" -m venv --clear "$dir"
     fi
     "$dir/bin/python" -m pip install -q --disable-pip-version-check -r "$requirements"
@@ -74,12 +76,50 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }
 
-# wait_for CMD...: run CMD every 0.1 s until it succeeds; give up after 30 s.
-wait_for() {
-    local i
+# wait_ready PID WHAT CMD...: run CMD every 0.1 s until it succeeds. Fails at once when
+# process PID has exited (its own error is already on the terminal), or after 30 s.
+wait_ready() {
+    local pid=$1 what=$2 i
+    shift 2
     for ((i = 0; i < 300; i++)); do
         "$@" >/dev/null 2>&1 && return 0
+        kill -0 "$pid" 2>/dev/null || { printf 'error: %s exited during start-up\n' "$what" >&2; return 1; }
         sleep 0.1
     done
+    printf 'error: %s not ready after 30 s\n' "$what" >&2
     return 1
+}
+
+# stop_group PID [SECONDS]: SIGTERM the process group led by PID (a child started with
+# `setsid`), wait up to SECONDS (default 10) for all of it to exit, then SIGKILL what is
+# left, and reap PID. Safe to call with an empty PID or one that already exited.
+stop_group() {
+    local pid=$1 seconds=${2:-10} i
+    [[ -n $pid ]] || return 0
+    if kill -TERM -- "-$pid" 2>/dev/null; then
+        for ((i = 0; i < seconds * 10; i++)); do
+            _group_alive "$pid" || break
+            sleep 0.1
+        done
+        kill -KILL -- "-$pid" 2>/dev/null || true
+    fi
+    wait "$pid" 2>/dev/null || true
+}
+
+# _group_alive PID: true while a process of PID's group still runs. The leader is our
+# child, so once it exits it stays a zombie (which signals still "reach") until reaped.
+_group_alive() {
+    local pid=$1 stat state
+    if read -r stat 2>/dev/null </proc/"$pid"/stat; then
+        state=${stat##*) }
+        [[ ${state%% *} == Z ]] && wait "$pid" 2>/dev/null
+    fi
+    kill -0 -- "-$pid" 2>/dev/null
+}
+
+# toml_string VALUE: print VALUE as a TOML basic string (quoted, \ and " escaped).
+toml_string() {
+    local s=${1//\\/\\\\}
+    s=${s//\"/\\\"}
+    printf '"%s"' "$s"
 }
