@@ -1,7 +1,16 @@
 //! Switchyard: a WebSocket front proxy for Django.
 //!
 //! The library holds everything; `main.rs` only loads config, starts, and waits for a signal.
-//! Module layout follows the design's diagram: `server` accepts, `router` decides, `proxy`
-//! forwards plain HTTP to Django.
+//! The modules follow the design's diagram: `server` accepts downstream connections (plain
+//! and TLS), `router` decides what each request is, `proxy` forwards plain HTTP to Django.
 
+pub mod body;
 pub mod config;
+pub mod devcert;
+pub mod downstream;
+mod errors;
+pub mod proxy;
+pub mod router;
+pub mod server;
+
+pub use errors::{error_chain, find_cause};
