@@ -30,8 +30,8 @@ pub struct UpstreamConfig {
     /// Default: "5s".
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: ConfigDuration,
-    /// How long the upstream may take to send its response head before the request fails
-    /// with 504. Default: "60s".
+    /// How long the upstream may take to send its response head, connecting included,
+    /// before the request fails with 504. Default: "60s".
     #[serde(default = "default_response_timeout")]
     pub response_timeout: ConfigDuration,
     /// How long an idle keep-alive connection to the upstream is kept. Default: "30s".

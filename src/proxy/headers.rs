@@ -10,15 +10,15 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::downstream::Downstream;
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the old Keep-Alive
-/// and Proxy-Connection that browsers still send).
-const HOP_BY_HOP: [HeaderName; 8] = [
+/// and Proxy-Connection that browsers still send, and the proxy credentials meant for us).
+/// `Trailer` is end-to-end: hyper sends only the trailer fields it declares.
+const HOP_BY_HOP: [HeaderName; 7] = [
     header::CONNECTION,
     HeaderName::from_static("keep-alive"),
     HeaderName::from_static("proxy-connection"),
     header::PROXY_AUTHENTICATE,
     header::PROXY_AUTHORIZATION,
     header::TE,
-    header::TRAILER,
     header::TRANSFER_ENCODING,
 ];
 
@@ -33,7 +33,13 @@ const SWITCHYARD_PREFIX: &str = "x-switchyard-";
 /// Rewrites downstream request headers for the upstream; `authority` is the request URI's
 /// authority (HTTP/2 carries the host there instead of in `Host`).
 pub fn prepare_request(headers: &mut HeaderMap, downstream: &Downstream, authority: Option<&str>) {
+    let wants_trailers = accepts_trailers(headers);
     remove_hop_by_hop(headers);
+    if wants_trailers {
+        // `TE: trailers` is the one TE value that must travel: without it the upstream may
+        // not send the trailers the downstream asked for.
+        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    }
     headers.remove(header::UPGRADE);
     strip_switchyard_headers(headers);
     merge_cookies(headers);
@@ -43,6 +49,17 @@ pub fn prepare_request(headers: &mut HeaderMap, downstream: &Downstream, authori
         }
     }
     set_forwarded(headers, downstream);
+}
+
+fn accepts_trailers(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::TE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| {
+            v.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+        })
 }
 
 /// Removes hop-by-hop headers from an upstream response before it goes downstream.

@@ -79,7 +79,6 @@ pub struct Proxy {
     client: Client<UpstreamConnector, Body>,
     authority: Authority,
     response_timeout: Duration,
-    connect_timeout: Duration,
     max_request_body: u64,
 }
 
@@ -103,7 +102,6 @@ impl Proxy {
             // A unix upstream has no authority; this one only keys the connection pool.
             authority: authority.unwrap_or_else(|| Authority::from_static("upstream.invalid")),
             response_timeout: config.response_timeout.0,
-            connect_timeout: config.connect_timeout.0,
             max_request_body: config.max_request_body.0,
         }
     }
@@ -128,10 +126,9 @@ impl Proxy {
         }
         let upstream_req = self.upstream_request(req, downstream);
         let started = Instant::now();
-        // The connect timeout is inside the connector; this bounds the wait for the head.
-        let deadline = self.connect_timeout + self.response_timeout;
-        let response = match tokio::time::timeout(deadline, self.client.request(upstream_req)).await
-        {
+        let waiting =
+            tokio::time::timeout(self.response_timeout, self.client.request(upstream_req));
+        let response = match waiting.await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => return Err(self.classify(e)),
             Err(_) => {

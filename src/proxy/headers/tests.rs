@@ -25,7 +25,7 @@ fn hop_by_hop_and_connection_named_headers_are_removed() {
         ("connection", "keep-alive, x-secret-hop"),
         ("keep-alive", "timeout=5"),
         ("x-secret-hop", "1"),
-        ("te", "trailers"),
+        ("te", "gzip"),
         ("upgrade", "h2c"),
         ("accept", "text/html"),
     ]);
@@ -116,4 +116,11 @@ fn response_hop_by_hop_headers_are_removed() {
     prepare_response(&mut h);
     assert!(!h.contains_key("connection") && !h.contains_key("transfer-encoding"));
     assert_eq!(h["set-cookie"], "a=1");
+}
+
+#[test]
+fn te_trailers_travels_but_other_te_values_do_not() {
+    let mut h = headers(&[("te", "trailers, deflate")]);
+    prepare_request(&mut h, &downstream(false, false), None);
+    assert_eq!(h["te"], "trailers");
 }
