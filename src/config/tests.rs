@@ -131,3 +131,16 @@ fn suggestion_reads_serde_unknown_field_wording() {
         None
     );
 }
+
+#[test]
+fn example_config_is_valid_and_complete() {
+    let text = include_str!("../../config.example.toml");
+    let config = parse_str(text).unwrap();
+    assert!(config.server.tls.is_some());
+    // Every option the effective config prints is documented in the example.
+    for line in config.to_toml().lines() {
+        if let Some((key, _)) = line.split_once(" = ") {
+            assert!(text.contains(&format!("\n{key} = ")), "config.example.toml lacks `{key}`");
+        }
+    }
+}
