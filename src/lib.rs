@@ -1,1 +1,2 @@
 //! Switchyard: a WebSocket front proxy for Django.
+pub mod django;
