@@ -1,2 +1,17 @@
 //! Switchyard: a WebSocket front proxy for Django.
+//!
+//! The library holds everything; `main.rs` only loads config, starts, and waits for a signal.
+//! The modules follow the design's diagram: `server` accepts downstream connections (plain
+//! and TLS), `router` decides what each request is, `proxy` forwards plain HTTP to Django.
+
+pub mod body;
+pub mod config;
+pub mod devcert;
 pub mod django;
+pub mod downstream;
+mod errors;
+pub mod proxy;
+pub mod router;
+pub mod server;
+
+pub use errors::{error_chain, find_cause};

@@ -1,1 +1,133 @@
-fn main(){}
+//! The `switchyard` command: load config, start, wait for a signal, drain, exit.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use switchyard::config::{self, Config, LogFormat, ProcessEnv};
+use tracing_subscriber::EnvFilter;
+
+/// A WebSocket front proxy for Django.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve: plain HTTP to Django, WebSockets here.
+    Run {
+        /// The config file.
+        #[arg(
+            long,
+            short,
+            default_value = "switchyard.toml",
+            env = "SWITCHYARD_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Validate the config and print the effective config (secrets masked).
+    Check {
+        /// The config file.
+        #[arg(
+            long,
+            short,
+            default_value = "switchyard.toml",
+            env = "SWITCHYARD_CONFIG"
+        )]
+        config: PathBuf,
+    },
+    /// Write a local CA and a localhost certificate for development.
+    DevCert {
+        /// Where to write localhost-ca.pem, localhost.pem and localhost-key.pem.
+        #[arg(long, default_value = "certs")]
+        dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Run { config } => report(run(config)),
+        Command::Check { config } => check(config),
+        Command::DevCert { dir } => report(dev_cert(dir)),
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("switchyard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(path: &PathBuf) -> anyhow::Result<Config> {
+    Ok(config::load(path, &ProcessEnv)?)
+}
+
+fn check(path: PathBuf) -> ExitCode {
+    match load(&path) {
+        Ok(config) => {
+            print!("{}", config.to_toml());
+            eprintln!("switchyard: {} is valid", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("switchyard: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(path: PathBuf) -> anyhow::Result<()> {
+    let config = Arc::new(load(&path)?);
+    init_logging(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let running = switchyard::server::start(config.clone()).await?;
+        shutdown_signal().await.context("cannot wait for signals")?;
+        tracing::info!(grace = ?config.server.shutdown_grace.0, "shutting down");
+        running.shutdown(config.server.shutdown_grace.0).await;
+        Ok(())
+    })
+}
+
+/// Resolves on SIGTERM (systemd, docker) or SIGINT (Ctrl-C).
+async fn shutdown_signal() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}
+
+fn init_logging(log: &config::LogConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&log.level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match log.format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn dev_cert(dir: PathBuf) -> anyhow::Result<()> {
+    let written = switchyard::devcert::write(&dir)?;
+    println!("CA (trust this): {}", written.ca.display());
+    println!("certificate:     {}", written.cert.display());
+    println!("key:             {}", written.key.display());
+    Ok(())
+}

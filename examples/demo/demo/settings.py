@@ -1,0 +1,93 @@
+"""Settings for the Switchyard demo site.
+
+The site runs behind Switchyard, which terminates TLS and sets X-Forwarded-Proto and
+X-Forwarded-Host, so Django is told to believe those two headers. That is safe only
+because gunicorn listens on a unix socket that nothing but Switchyard can reach.
+
+Environment:
+    DJANGO_SECRET_KEY  the signing key (a fixed dev key when unset: never deploy that)
+    DJANGO_DEBUG       "1" (default) for debug pages, "0" for production-like errors
+    DEMO_DB            path of the SQLite database (default: db.sqlite3 beside manage.py)
+"""
+
+import os
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+# A dev default keeps `scripts/demo` zero-config. Switchyard's session bridge verifies
+# session data with this same key, so when you set one here, set it there too.
+SECRET_KEY = os.environ.get(
+    "DJANGO_SECRET_KEY", "switchyard-demo-insecure-dev-key-do-not-deploy-4f9c2a"
+)
+DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
+ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "site_pages",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "demo.urls"
+WSGI_APPLICATION = "demo.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ.get("DEMO_DB") or BASE_DIR / "db.sqlite3",
+    }
+}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Sessions stay in the database (Django's default `db` engine): Switchyard reads the
+# django_session and auth_user tables of this SQLite file to know who a socket belongs to.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "home"
+LOGOUT_REDIRECT_URL = "home"
+
+# Switchyard is the only thing in front of gunicorn and always sets these two headers
+# (replacing whatever the browser sent), so Django may trust them.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+USE_X_FORWARDED_HOST = True
+
+# The demo's two listeners. Same-origin POSTs pass without this list when the proxy's
+# forwarded headers are right; the list keeps the demo usable while they are not.
+CSRF_TRUSTED_ORIGINS = [
+    "https://localhost:8443",
+    "https://127.0.0.1:8443",
+    "http://localhost:8080",
+    "http://127.0.0.1:8080",
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True

@@ -1,0 +1,92 @@
+//! Decides what each downstream request is: a redirect to HTTPS, a WebSocket upgrade (no
+//! routes yet: 404), or plain HTTP for the upstream.
+
+use http::{header, HeaderValue, Request, Response, StatusCode};
+use hyper::body::Incoming;
+
+use crate::body::{self, Body};
+use crate::config::Config;
+use crate::downstream::Downstream;
+use crate::proxy::Proxy;
+
+/// Shared, cheap-to-clone request router; built once at start.
+#[derive(Clone, Debug)]
+pub struct Router {
+    proxy: Proxy,
+    /// The TLS port plain requests are redirected to, when `redirect_to_https` is on.
+    https_port: Option<u16>,
+}
+
+impl Router {
+    /// Builds the router and the pooled upstream client from config.
+    pub fn new(config: &Config) -> Self {
+        let https_port = config
+            .server
+            .redirect_to_https
+            .then(|| {
+                config
+                    .server
+                    .tls
+                    .as_ref()
+                    .and_then(|t| t.listen.0.first())
+                    .map(|a| a.port())
+            })
+            .flatten();
+        Self {
+            proxy: Proxy::new(&config.upstream),
+            https_port,
+        }
+    }
+
+    /// Answers one downstream request.
+    pub async fn handle(&self, req: Request<Incoming>, downstream: Downstream) -> Response<Body> {
+        if let (false, Some(port)) = (downstream.tls, self.https_port) {
+            return redirect_to_https(&req, port);
+        }
+        if is_websocket_upgrade(&req) {
+            return body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path");
+        }
+        self.proxy.forward(req, &downstream).await
+    }
+}
+
+/// True for an HTTP/1.1 WebSocket upgrade request (RFC 6455 §4.1), whatever else it carries.
+pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
+    req.headers().get_all(header::UPGRADE).iter().any(|v| {
+        v.to_str().is_ok_and(|v| {
+            v.split(',')
+                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
+        })
+    })
+}
+
+/// A 308 to the same host and path on the TLS port (308 keeps the method and body).
+fn redirect_to_https<B>(req: &Request<B>, port: u16) -> Response<Body> {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| req.uri().host())
+        .and_then(|h| h.parse::<http::uri::Authority>().ok());
+    let Some(host) = host else {
+        return body::text(StatusCode::BAD_REQUEST, "a Host header is required");
+    };
+    let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+    let location = match port {
+        443 => format!("https://{}{path}", host.host()),
+        _ => format!("https://{}:{port}{path}", bracketed(host.host())),
+    };
+    let mut response = body::text(StatusCode::PERMANENT_REDIRECT, "moved to HTTPS");
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response
+}
+
+fn bracketed(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    }
+}

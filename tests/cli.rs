@@ -1,0 +1,79 @@
+//! The `switchyard` command line: check, dev-cert, and run's reaction to SIGTERM.
+
+mod support;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use support::binary::{self, switchyard_bin};
+use support::*;
+
+fn check(dir: &std::path::Path, text: &str) -> std::process::Output {
+    let path = dir.join("switchyard.toml");
+    std::fs::write(&path, text).unwrap();
+    Command::new(switchyard_bin()).args(["check", "--config"]).arg(&path).output().unwrap()
+}
+
+#[test]
+fn check_prints_the_effective_config_and_exits_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(dir.path(), "[server]\nlisten = [\"127.0.0.1:8080\"]\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n");
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    assert!(printed.contains("response_timeout = \"1m\""), "{printed}");
+    assert!(printed.contains("url = \"http://127.0.0.1:8000\""), "{printed}");
+}
+
+#[test]
+fn check_names_file_line_column_and_the_key_to_write_instead() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(dir.path(), "[server]\nlistn = [\"127.0.0.1:8080\"]\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("switchyard.toml:2:1:"), "{err}");
+    assert!(err.contains("`listn`") && err.contains("did you mean `listen`?"), "{err}");
+}
+
+#[test]
+fn check_reports_a_bad_size_at_its_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:8080\"\n[upstream]\nurl = \"http://127.0.0.1:8000\"\nmax_request_body = \"lots\"\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("switchyard.toml:5:20:") && err.contains("\"1MiB\""), "{err}");
+}
+
+#[test]
+fn dev_cert_writes_ca_certificate_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(switchyard_bin()).args(["dev-cert", "--dir"]).arg(dir.path()).output().unwrap();
+    assert!(out.status.success());
+    for file in ["localhost-ca.pem", "localhost.pem", "localhost-key.pem"] {
+        let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
+        assert!(text.starts_with("-----BEGIN"), "{file}");
+    }
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_and_exits_0() {
+    let up = upstream(|_| async { reply(200, "ok") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut sy = binary::spawn(dir.path(), &minimal_config(&up.url, ""));
+    let response = client().get(url(sy.plain[0], "/").parse().unwrap()).await.unwrap();
+    assert_eq!(read_body(response).await, "ok");
+    let kill = Command::new("kill").args(["-TERM", &sy.child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = sy.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "switchyard did not exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(status.success(), "{status:?}");
+    binary::wait_for_line(&sy.lines, "stopped", Duration::from_secs(1));
+}

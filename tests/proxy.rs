@@ -1,0 +1,457 @@
+//! Plain-HTTP forwarding against an in-test upstream: status, headers, streaming, limits,
+//! failures, shutdown.
+
+mod support;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use support::*;
+use tokio::sync::mpsc;
+
+/// An upstream that answers with a JSON object of the request headers it saw.
+async fn header_echo() -> Upstream {
+    upstream(|req: Request<hyper::body::Incoming>| async move {
+        let mut seen = serde_json::Map::new();
+        for (name, value) in req.headers() {
+            let entry = seen
+                .entry(name.as_str().to_string())
+                .or_insert_with(|| serde_json::json!([]));
+            entry
+                .as_array_mut()
+                .unwrap()
+                .push(value.to_str().unwrap_or("").into());
+        }
+        Response::new(bytes_body(serde_json::Value::Object(seen).to_string()))
+    })
+    .await
+}
+
+async fn seen_headers(request: Request<switchyard::body::Body>) -> serde_json::Value {
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    serde_json::from_slice(&read_body(response).await).unwrap()
+}
+
+#[tokio::test]
+async fn upstream_status_headers_and_body_pass_unchanged() {
+    let up = upstream(|_| async {
+        let mut r = reply(418, "short and stout");
+        r.headers_mut().insert("x-teapot", "yes".parse().unwrap());
+        r.headers_mut().append("set-cookie", "a=1".parse().unwrap());
+        r.headers_mut().append("set-cookie", "b=2".parse().unwrap());
+        r
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let response = client()
+        .get(url(sy.plain_addrs[0], "/x").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
+    assert_eq!(response.headers()["x-teapot"], "yes");
+    assert_eq!(response.headers().get_all("set-cookie").iter().count(), 2);
+    assert_eq!(read_body(response).await, "short and stout");
+}
+
+#[tokio::test]
+async fn path_query_method_and_body_reach_the_upstream() {
+    let up = upstream(|req: Request<hyper::body::Incoming>| async move {
+        let line = format!("{} {}", req.method(), req.uri());
+        let body = req.into_body().collect().await.unwrap().to_bytes();
+        Response::new(bytes_body(format!(
+            "{line} {}",
+            String::from_utf8_lossy(&body)
+        )))
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let request = Request::put(url(sy.plain_addrs[0], "/a/b?c=d&e=%20"))
+        .body(bytes_body("payload"))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(read_body(response).await, "PUT /a/b?c=d&e=%20 payload");
+}
+
+#[tokio::test]
+async fn chunked_request_body_streams_to_the_upstream() {
+    let up = upstream(|req: Request<hyper::body::Incoming>| async move {
+        let chunked = req
+            .headers()
+            .get("transfer-encoding")
+            .is_some_and(|v| v == "chunked");
+        let len = req.into_body().collect().await.unwrap().to_bytes().len();
+        Response::new(bytes_body(format!("chunked={chunked} len={len}")))
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(4);
+    let body = StreamBody::new(tokio_stream_from(rx)).boxed();
+    let request = Request::post(url(sy.plain_addrs[0], "/upload"))
+        .body(body)
+        .unwrap();
+    let sending = tokio::spawn(async move {
+        for _ in 0..10 {
+            tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 1000]))))
+                .await
+                .unwrap();
+        }
+    });
+    let response = client().request(request).await.unwrap();
+    sending.await.unwrap();
+    assert_eq!(read_body(response).await, "chunked=true len=10000");
+}
+
+#[tokio::test]
+async fn chunked_response_streams_before_the_upstream_finishes() {
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let up = upstream(move |_| {
+        let mut release = release_rx.clone();
+        async move {
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(2);
+            tokio::spawn(async move {
+                tx.send(Ok(Frame::data(Bytes::from_static(b"first;"))))
+                    .await
+                    .unwrap();
+                let _ = release.wait_for(|r| *r).await;
+                tx.send(Ok(Frame::data(Bytes::from_static(b"second"))))
+                    .await
+                    .unwrap();
+            });
+            Response::new(StreamBody::new(tokio_stream_from(rx)).boxed())
+        }
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let response = client()
+        .get(url(sy.plain_addrs[0], "/stream").parse().unwrap())
+        .await
+        .unwrap();
+    let mut body = response.into_body();
+    // The first chunk arrives while the upstream still holds the second one back.
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert_eq!(first, "first;");
+    release_tx.send(true).unwrap();
+    let rest = body.collect().await.unwrap().to_bytes();
+    assert_eq!(rest, "second");
+}
+
+#[tokio::test]
+async fn trailers_pass_through_when_the_downstream_accepts_them() {
+    let up = upstream(|req: Request<hyper::body::Incoming>| async move {
+        let te = req
+            .headers()
+            .get("te")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(2);
+        tokio::spawn(async move {
+            tx.send(Ok(Frame::data(Bytes::from(format!("te={te}")))))
+                .await
+                .unwrap();
+            let mut trailers = HeaderMap::new();
+            trailers.insert("x-checksum", "abc123".parse().unwrap());
+            tx.send(Ok(Frame::trailers(trailers))).await.unwrap();
+        });
+        let mut response = Response::new(StreamBody::new(tokio_stream_from(rx)).boxed());
+        response
+            .headers_mut()
+            .insert("trailer", "x-checksum".parse().unwrap());
+        response
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let request = Request::get(url(sy.plain_addrs[0], "/t"))
+        .header("te", "trailers")
+        .body(bytes_body(""))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    let collected = response.into_body().collect().await.unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers arrive");
+    assert_eq!(trailers["x-checksum"], "abc123");
+    assert_eq!(collected.to_bytes(), "te=trailers");
+}
+
+#[tokio::test]
+async fn slow_upstream_is_504() {
+    let up = upstream(|_| async {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        reply(200, "too late")
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "response_timeout = \"200ms\"")).await;
+    let started = std::time::Instant::now();
+    let response = client()
+        .get(url(sy.plain_addrs[0], "/").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(4));
+    assert!(String::from_utf8_lossy(&read_body(response).await).contains("took too long"));
+}
+
+#[tokio::test]
+async fn upstream_down_is_502() {
+    // Bind then drop: the port is free and nothing listens on it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sy = start_switchyard(&minimal_config(&format!("http://127.0.0.1:{port}"), "")).await;
+    let response = client()
+        .get(url(sy.plain_addrs[0], "/").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/plain; charset=utf-8"
+    );
+    assert!(String::from_utf8_lossy(&read_body(response).await).contains("bad gateway"));
+}
+
+#[tokio::test]
+async fn declared_body_over_the_limit_is_413_without_reaching_upstream() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let up = upstream(move |_| {
+        counted.fetch_add(1, Ordering::SeqCst);
+        async { reply(200, "reached") }
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "max_request_body = \"1KiB\"")).await;
+    let request = Request::post(url(sy.plain_addrs[0], "/"))
+        .body(bytes_body(vec![b'x'; 2048]))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn chunked_body_over_the_limit_is_413() {
+    let up = upstream(|req: Request<hyper::body::Incoming>| async move {
+        match req.into_body().collect().await {
+            Ok(_) => reply(200, "whole body read"),
+            Err(_) => reply(400, "body broke"),
+        }
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "max_request_body = \"4KiB\"")).await;
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(4);
+    tokio::spawn(async move {
+        for _ in 0..8 {
+            if tx
+                .send(Ok(Frame::data(Bytes::from(vec![b'x'; 1024]))))
+                .await
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    let request = Request::post(url(sy.plain_addrs[0], "/"))
+        .body(StreamBody::new(tokio_stream_from(rx)).boxed())
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+#[tokio::test]
+async fn spoofed_switchyard_headers_never_reach_the_upstream() {
+    let up = header_echo().await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let request = Request::get(url(sy.plain_addrs[0], "/"))
+        .header("x-switchyard-user", "{\"id\": \"1\"}")
+        .header("X-Switchyard-Signature", "t=1,v1=00")
+        .body(bytes_body(""))
+        .unwrap();
+    let seen = seen_headers(request).await;
+    let names: Vec<&String> = seen.as_object().unwrap().keys().collect();
+    assert!(
+        names.iter().all(|n| !n.starts_with("x-switchyard-")),
+        "{names:?}"
+    );
+}
+
+#[tokio::test]
+async fn duplicate_cookie_headers_are_merged_into_one() {
+    let up = header_echo().await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let request = Request::get(url(sy.plain_addrs[0], "/"))
+        .header("cookie", "csrftoken=abc")
+        .header("cookie", "sessionid=k3y")
+        .body(bytes_body(""))
+        .unwrap();
+    let seen = seen_headers(request).await;
+    assert_eq!(
+        seen["cookie"],
+        serde_json::json!(["csrftoken=abc; sessionid=k3y"])
+    );
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
+    let up = header_echo().await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let request = Request::get(url(sy.plain_addrs[0], "/"))
+        .header("host", "shop.example")
+        .header("x-forwarded-for", "6.6.6.6")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-host", "evil.example")
+        .header("connection", "x-drop-me")
+        .header("x-drop-me", "1")
+        .body(bytes_body(""))
+        .unwrap();
+    let seen = seen_headers(request).await;
+    assert_eq!(seen["host"], serde_json::json!(["shop.example"]));
+    assert_eq!(seen["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
+    assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["http"]));
+    assert_eq!(
+        seen["x-forwarded-host"],
+        serde_json::json!(["shop.example"])
+    );
+    assert!(seen.get("x-drop-me").is_none());
+}
+
+#[tokio::test]
+async fn forwarding_headers_from_a_trusted_proxy_are_believed() {
+    let up = header_echo().await;
+    let config = minimal_config(&up.url, "").replace(
+        "[upstream]",
+        "trusted_proxies = [\"127.0.0.0/8\"]\n[upstream]",
+    );
+    let sy = start_switchyard(&config).await;
+    let request = Request::get(url(sy.plain_addrs[0], "/"))
+        .header("host", "shop.example")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-proto", "https")
+        .body(bytes_body(""))
+        .unwrap();
+    let seen = seen_headers(request).await;
+    assert_eq!(
+        seen["x-forwarded-for"],
+        serde_json::json!(["203.0.113.7, 127.0.0.1"])
+    );
+    assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["https"]));
+}
+
+#[tokio::test]
+async fn unix_socket_upstream_is_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let up = unix_upstream(&dir.path().join("up.sock"), |_| async {
+        reply(200, "over a unix socket")
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let response = client()
+        .get(url(sy.plain_addrs[0], "/").parse().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(read_body(response).await, "over a unix socket");
+}
+
+#[tokio::test]
+async fn websocket_upgrade_without_a_route_is_404() {
+    let up = upstream(|_| async { reply(200, "should not be reached") }).await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let request = Request::get(url(sy.plain_addrs[0], "/ws/"))
+        .header("connection", "upgrade")
+        .header("upgrade", "websocket")
+        .header("sec-websocket-version", "13")
+        .header("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ==")
+        .body(bytes_body(""))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
+    let (entered_tx, mut entered_rx) = mpsc::channel::<()>(1);
+    let up = upstream(move |_| {
+        let entered = entered_tx.clone();
+        async move {
+            entered.send(()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            reply(200, "finished")
+        }
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let addr = sy.plain_addrs[0];
+    let in_flight =
+        tokio::spawn(async move { client().get(url(addr, "/slow").parse().unwrap()).await });
+    entered_rx.recv().await.unwrap();
+    let outcome = sy.shutdown(Duration::from_secs(5)).await;
+    assert_eq!(outcome, switchyard::server::Shutdown::Clean);
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(read_body(response).await, "finished");
+    assert!(
+        tokio::net::TcpStream::connect(addr).await.is_err(),
+        "still accepting after shutdown"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_cuts_requests_that_outlive_the_grace_period() {
+    let up = upstream(|_| async {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        reply(200, "never")
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let addr = sy.plain_addrs[0];
+    let in_flight =
+        tokio::spawn(async move { client().get(url(addr, "/").parse().unwrap()).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let outcome = sy.shutdown(Duration::from_millis(200)).await;
+    assert_eq!(outcome, switchyard::server::Shutdown::Cut);
+    assert!(in_flight.await.unwrap().is_err());
+}
+
+#[tokio::test]
+async fn plain_requests_are_redirected_to_https_when_asked() {
+    let up = upstream(|_| async { reply(200, "plain") }).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = switchyard::devcert::write(dir.path()).unwrap();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\nredirect_to_https = true\n[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"{}\"\nkey = \"{}\"\n[upstream]\nurl = \"{}\"\n",
+        cert.cert.display(),
+        cert.key.display(),
+        up.url
+    );
+    // Port 8443 may be taken on a developer machine; the redirect only needs the number.
+    let config = config.replace("127.0.0.1:8443", &format!("127.0.0.1:{}", free_port()));
+    let sy = start_switchyard(&config).await;
+    let tls_port = sy.tls_addrs[0].port();
+    let request = Request::post(url(sy.plain_addrs[0], "/login/?next=/a"))
+        .header("host", "localhost:8080")
+        .body(bytes_body(""))
+        .unwrap();
+    let response = client().request(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
+    assert_eq!(
+        response.headers()["location"],
+        format!("https://localhost:{tls_port}/login/?next=/a")
+    );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Adapts an mpsc receiver to a `Stream` for `StreamBody`.
+fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
+    futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
