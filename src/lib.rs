@@ -7,6 +7,7 @@
 pub mod body;
 pub mod config;
 pub mod devcert;
+pub mod django;
 pub mod downstream;
 mod errors;
 pub mod proxy;

@@ -1,0 +1,114 @@
+//! The resolution cache: session key (or signed cookie) → identity, in a bounded moka
+//! cache.
+//!
+//! - Users live for `cache_ttl`, anonymous answers for the shorter `cache_negative_ttl`,
+//!   and no entry outlives its session (`expire_date`, or the signed cookie's age).
+//! - A repeated unknown key is answered from its negative entry, so a flood of the same
+//!   bad keys reaches the database once per key per negative TTL.
+//! - Concurrent misses on one key share one load (`try_get_with`); a failed load (the
+//!   store is down) is not cached, so the next request tries again.
+//! - `invalidate_session` / `invalidate_user` drop entries when Django reports a logout,
+//!   a password change or a deactivation.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use moka::future::Cache;
+use moka::Expiry;
+
+use super::auth::Identity;
+
+/// Defaults, beside their options in the `[django]` section.
+pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
+pub const DEFAULT_CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(5);
+pub const DEFAULT_CACHE_SIZE: u64 = 100_000;
+
+#[derive(Debug, Clone, Copy)]
+pub struct CacheSettings {
+    pub ttl: Duration,
+    pub negative_ttl: Duration,
+    pub size: u64,
+}
+
+impl Default for CacheSettings {
+    fn default() -> Self {
+        CacheSettings { ttl: DEFAULT_CACHE_TTL, negative_ttl: DEFAULT_CACHE_NEGATIVE_TTL, size: DEFAULT_CACHE_SIZE }
+    }
+}
+
+/// One cached answer.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub identity: Identity,
+    /// The pk the session claimed (also for anonymous answers such as `Inactive`), so a
+    /// user's invalidation drops those too.
+    pub user_id: Option<Arc<str>>,
+    /// When the session itself stops being valid.
+    pub session_expires: Option<SystemTime>,
+}
+
+struct EntryExpiry {
+    ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl Expiry<String, Entry> for EntryExpiry {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _created_at: Instant) -> Option<Duration> {
+        let base = match value.identity {
+            Identity::User(_) => self.ttl,
+            Identity::Anonymous(_) => self.negative_ttl,
+        };
+        let left = value
+            .session_expires
+            .map(|t| t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
+            .unwrap_or(base);
+        Some(base.min(left))
+    }
+}
+
+#[derive(Clone)]
+pub struct IdentityCache {
+    inner: Cache<String, Entry>,
+}
+
+impl IdentityCache {
+    pub fn new(s: CacheSettings) -> Self {
+        let inner = Cache::builder()
+            .max_capacity(s.size)
+            .expire_after(EntryExpiry { ttl: s.ttl, negative_ttl: s.negative_ttl })
+            .support_invalidation_closures()
+            .build();
+        IdentityCache { inner }
+    }
+
+    /// A cached answer, without loading.
+    pub async fn get(&self, key: &str) -> Option<Entry> {
+        self.inner.get(key).await
+    }
+
+    /// The cached answer, or the result of `load` shared with every concurrent caller for
+    /// the same key. `Err` (not cached) when the load failed.
+    pub async fn get_or_load<E, F>(&self, key: &str, load: F) -> Result<Entry, Arc<E>>
+    where
+        F: std::future::Future<Output = Result<Entry, E>>,
+        E: Send + Sync + 'static,
+    {
+        self.inner.try_get_with_by_ref(key, load).await
+    }
+
+    pub async fn invalidate_session(&self, key: &str) {
+        self.inner.invalidate(key).await;
+    }
+
+    /// Drop every entry that claims user `id` (the pk as a string). Scans lazily; meant
+    /// for the rare revocation, not the request path.
+    pub fn invalidate_user(&self, id: &str) {
+        let id: Arc<str> = id.into();
+        // Only fails when invalidation closures are not enabled, which `new` enables.
+        let _ = self.inner.invalidate_entries_if(move |_, e| e.user_id.as_deref() == Some(&*id));
+    }
+
+    pub async fn run_pending_tasks(&self) {
+        self.inner.run_pending_tasks().await;
+    }
+}

@@ -1,0 +1,327 @@
+//! The session bridge: from a request's `Cookie` header to the Django user, exactly as
+//! Django's `SessionMiddleware` + `AuthenticationMiddleware` would decide
+//! (`shared/django-session-format.md` §7), without calling Django.
+//!
+//! cookie → key shape → cache → session store → signature → session JSON → user row →
+//! auth hash. A session that fails any check is [`Identity::Anonymous`] with the reason;
+//! a database that cannot answer is [`StoreUnavailable`] under `on_store_error = "refuse"`
+//! (the caller answers 503) or anonymous under `"anonymous"`. Cached answers keep serving
+//! while the database is down. Routes, close codes and revalidation belong to callers.
+//!
+//! Files: `cookies` (the header), `signing` (the envelope), `pyjson` (Python's JSON),
+//! `auth` (get_user and the identity), `store/` (SQLite, PostgreSQL, signed cookies),
+//! `cache` (moka).
+
+pub mod auth;
+pub mod cache;
+pub mod cookies;
+pub mod pyjson;
+pub mod signing;
+pub mod store;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use auth::{Anonymous, Identity, PkType, User};
+pub use cache::CacheSettings;
+use cache::{Entry, IdentityCache};
+use signing::{Secret, Signer, SigningError};
+pub use store::{BadIdent, Ident, StoreError, StoreSettings, UserTable};
+use store::Store;
+
+/// Django's defaults, mirrored as the `[django]` defaults.
+pub const DEFAULT_SESSION_COOKIE_NAME: &str = "sessionid";
+/// SESSION_COOKIE_AGE: two weeks.
+pub const DEFAULT_SESSION_COOKIE_AGE: Duration = Duration::from_secs(1_209_600);
+pub const DEFAULT_SESSION_TABLE: &str = "django_session";
+/// The built-in stores are all classes named `SessionStore`, which salts the signature.
+pub const DEFAULT_SESSION_STORE_CLASS: &str = "SessionStore";
+pub const DEFAULT_AUTHENTICATION_BACKEND: &str = "django.contrib.auth.backends.ModelBackend";
+pub const DEFAULT_USER_TABLE: &str = "auth_user";
+/// Few connections: resolutions are cached and each query is a point lookup.
+pub const DEFAULT_POOL_SIZE: usize = 4;
+/// Long enough for a loaded database, short enough that an upgrade fails fast.
+pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Store errors are logged at most once per this window, with a count of the rest.
+const STORE_ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
+/// Django's `_get_new_session_key` makes 32 characters of `[a-z0-9]`; the column holds
+/// 40; `_validate_session_key` refuses fewer than 8.
+const SESSION_KEY_LEN: std::ops::RangeInclusive<usize> = 8..=40;
+
+/// SESSION_ENGINE.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Engine {
+    /// `django.contrib.sessions.backends.db`
+    #[default]
+    Db,
+    /// `django.contrib.sessions.backends.cached_db`: the database is authoritative, so
+    /// we read it exactly like `db`.
+    CachedDb,
+    /// `django.contrib.sessions.backends.signed_cookies`: the cookie is the session.
+    SignedCookies,
+}
+
+/// What an upgrade gets when the database cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreErrorPolicy {
+    /// Refuse: the caller answers 503 (default; a login wall must not open by accident).
+    #[default]
+    Refuse,
+    /// Treat the request as anonymous.
+    Anonymous,
+}
+
+/// Where Django's database is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// `sqlite://` + the path, taken literally.
+    Sqlite(PathBuf),
+    /// A `postgres://` URL (it may hold a password: never log it).
+    Postgres(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("database URL must start with sqlite:// or postgres:// (or postgresql://)")]
+pub struct UnknownDatabaseScheme;
+
+impl Database {
+    pub fn parse(url: &str) -> Result<Self, UnknownDatabaseScheme> {
+        if let Some(path) = url.strip_prefix("sqlite://") {
+            return Ok(Database::Sqlite(PathBuf::from(path)));
+        }
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Database::Postgres(url.to_owned()));
+        }
+        Err(UnknownDatabaseScheme)
+    }
+}
+
+/// Everything the bridge needs, typed and validated (built from the `[django]` section).
+#[derive(Debug, Clone)]
+pub struct BridgeSettings {
+    pub secret_key: Secret,
+    pub secret_key_fallbacks: Vec<Secret>,
+    pub engine: Engine,
+    pub database: Database,
+    pub session_cookie_name: String,
+    pub session_cookie_age: Duration,
+    pub session_store_class: String,
+    pub authentication_backends: Vec<String>,
+    pub check_is_active: bool,
+    pub store: StoreSettings,
+    pub cache: CacheSettings,
+    pub on_store_error: StoreErrorPolicy,
+}
+
+/// The database could not answer and the policy is `refuse`: answer 503.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("session store unavailable: {0}")]
+pub struct StoreUnavailable(pub Arc<StoreError>);
+
+/// The bridge could not be built from its settings.
+#[derive(Debug, thiserror::Error)]
+pub enum BridgeBuildError {
+    #[error(transparent)]
+    Postgres(#[from] store::postgres::PgConfigError),
+}
+
+/// Built once at start-up; cheap to clone and share.
+#[derive(Clone)]
+pub struct SessionBridge {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    cookie_name: String,
+    cookie_age_secs: f64,
+    signer: Signer,
+    policy: auth::AuthPolicy,
+    store: Store,
+    cache: IdentityCache,
+    on_store_error: StoreErrorPolicy,
+    error_log: BurstLog,
+}
+
+impl SessionBridge {
+    /// Build the bridge. Connections open lazily, so an unreachable database does not
+    /// stop start-up; it shows up as [`StoreUnavailable`] on the first miss.
+    pub fn new(s: BridgeSettings) -> Result<Self, BridgeBuildError> {
+        let salt = match s.engine {
+            Engine::SignedCookies => signing::SIGNED_COOKIES_SALT.to_owned(),
+            Engine::Db | Engine::CachedDb => format!("{}{}", signing::DB_SALT_PREFIX, s.session_store_class),
+        };
+        let signer = Signer::new(&salt, &s.secret_key, &s.secret_key_fallbacks);
+        let policy = auth::AuthPolicy::new(
+            s.authentication_backends,
+            s.check_is_active,
+            s.store.users.pk_type,
+            &s.secret_key,
+            &s.secret_key_fallbacks,
+        );
+        let store = match &s.database {
+            Database::Sqlite(path) => Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store)),
+            Database::Postgres(url) => Store::Postgres(store::postgres::PgStore::new(url, &s.store)?),
+        };
+        Ok(SessionBridge {
+            inner: Arc::new(Inner {
+                engine: s.engine,
+                cookie_name: s.session_cookie_name,
+                cookie_age_secs: s.session_cookie_age.as_secs_f64(),
+                signer,
+                policy,
+                store,
+                cache: IdentityCache::new(s.cache),
+                on_store_error: s.on_store_error,
+                error_log: BurstLog::default(),
+            }),
+        })
+    }
+
+    /// Who sent this request. `cookie_header` is the request's `Cookie` header (several
+    /// headers joined with `"; "` by the caller), or empty when there was none.
+    ///
+    /// `Ok(Identity::Anonymous(reason))` for every session that fails a check;
+    /// `Err(StoreUnavailable)` only when the database could not answer and the policy is
+    /// `refuse`. Called for every upgrade and every revalidation; a cached answer costs
+    /// no I/O.
+    pub async fn resolve(&self, cookie_header: &[u8]) -> Result<Identity, StoreUnavailable> {
+        let Some(value) = cookies::cookie_value(cookie_header, &self.inner.cookie_name) else {
+            return Ok(Identity::Anonymous(Anonymous::NoCookie));
+        };
+        self.resolve_value(&value).await
+    }
+
+    /// [`SessionBridge::resolve`] for a cookie value already extracted (a session key, or
+    /// a whole signed cookie for `signed_cookies`). Used by `whois`.
+    pub async fn resolve_value(&self, value: &str) -> Result<Identity, StoreUnavailable> {
+        let inner = &self.inner;
+        if inner.engine != Engine::SignedCookies && !session_key_shape_ok(value) {
+            return Ok(Identity::Anonymous(Anonymous::MalformedKey));
+        }
+        if let Some(hit) = inner.cache.get(value).await {
+            return Ok(hit.identity);
+        }
+        match inner.cache.get_or_load(value, inner.load(value)).await {
+            Ok(entry) => Ok(entry.identity),
+            Err(e) => {
+                inner.error_log.store_error(&e);
+                match inner.on_store_error {
+                    StoreErrorPolicy::Refuse => Err(StoreUnavailable(e)),
+                    StoreErrorPolicy::Anonymous => Ok(Identity::Anonymous(Anonymous::StoreUnavailable)),
+                }
+            }
+        }
+    }
+
+    /// Forget the cached answer for one session key (Django logged it out).
+    pub async fn invalidate_session(&self, session_key: &str) {
+        self.inner.cache.invalidate_session(session_key).await;
+    }
+
+    /// Forget every cached answer for user `id` (pk as a string): password change,
+    /// deactivation, deletion.
+    pub fn invalidate_user(&self, id: &str) {
+        self.inner.cache.invalidate_user(id);
+    }
+
+    /// Queries sent to the database so far (metrics, tests).
+    pub fn store_queries(&self) -> u64 {
+        self.inner.store.queries()
+    }
+
+    /// Let the cache apply pending evictions and invalidations now (tests).
+    pub async fn run_pending_tasks(&self) {
+        self.inner.cache.run_pending_tasks().await;
+    }
+}
+
+/// `[a-z0-9]{8,40}`: the only keys Django makes; anything else is refused before a query.
+pub fn session_key_shape_ok(key: &str) -> bool {
+    SESSION_KEY_LEN.contains(&key.len()) && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn from_unix_secs(s: f64) -> Option<SystemTime> {
+    (s.is_finite() && s >= 0.0 && s < 1e15).then(|| UNIX_EPOCH + Duration::from_secs_f64(s))
+}
+
+// === impl Inner ===
+
+impl Inner {
+    /// A cache miss: session, then user. `Err` only when the database failed.
+    async fn load(&self, key: &str) -> Result<Entry, StoreError> {
+        let now = SystemTime::now();
+        let anon = |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
+        let (session, expires) = match self.engine {
+            Engine::SignedCookies => {
+                match store::signed_cookies::load(&self.signer, key, self.cookie_age_secs, unix_secs(now)) {
+                    Ok((v, until)) => (v, from_unix_secs(until)),
+                    Err(e) => return Ok(anon(signing_reason(&e), None)),
+                }
+            }
+            Engine::Db | Engine::CachedDb => {
+                let Some(row) = self.store.load_session(key, now).await? else {
+                    return Ok(anon(Anonymous::NoSuchSession, None));
+                };
+                if !row.live {
+                    return Ok(anon(Anonymous::Expired, None));
+                }
+                let expires = from_unix_secs(row.expires_at);
+                match self.signer.loads(&row.session_data, None, unix_secs(now)) {
+                    Ok(v) => (v, expires),
+                    Err(e) => return Ok(anon(signing_reason(&e), expires)),
+                }
+            }
+        };
+        let claims = match self.policy.claims(&session) {
+            Ok(c) => c,
+            Err(reason) => return Ok(anon(reason, expires)),
+        };
+        let row = self.store.load_user(claims.pk).await?;
+        Ok(Entry {
+            identity: self.policy.verify(&claims, row),
+            user_id: Some(claims.pk.to_id_string().into()),
+            session_expires: expires,
+        })
+    }
+}
+
+fn signing_reason(e: &SigningError) -> Anonymous {
+    match e {
+        SigningError::NoSeparator | SigningError::BadSignature => Anonymous::BadSignature,
+        SigningError::Expired { .. } => Anonymous::Expired,
+        SigningError::Malformed(_) => Anonymous::Corrupt,
+    }
+}
+
+/// Logs a store error once per window, then how many were suppressed.
+#[derive(Default)]
+struct BurstLog {
+    last: Mutex<Option<Instant>>,
+    suppressed: AtomicU64,
+}
+
+impl BurstLog {
+    fn store_error(&self, e: &StoreError) {
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < STORE_ERROR_LOG_WINDOW) {
+            self.suppressed.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        *last = Some(now);
+        let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
+        tracing::error!(error = %e, suppressed, "session store unavailable");
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,173 @@
+//! Where sessions and users are read from: Django's session table and user table on
+//! SQLite or PostgreSQL (django-session-format.md §4), or, for `signed_cookies`, the cookie
+//! itself. This module owns the SQL (parameterised; names from config validated and
+//! quoted) and the connections; it decides nothing about who is logged in.
+//!
+//! A resolution that misses the cache costs two queries on one connection: the session
+//! row, then the user row by pk. They cannot be one join: the user id lives inside the
+//! signed, usually zlib-compressed session blob, which the database cannot read.
+
+pub mod postgres;
+pub mod signed_cookies;
+pub mod sqlite;
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use super::auth::{Pk, PkType, UserRow};
+
+/// A session row as loaded: the signed blob and when the row expires.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRow {
+    pub session_data: String,
+    /// `expire_date` as Unix seconds.
+    pub expires_at: f64,
+    /// `expire_date > now`, compared the way Django's own query compares it.
+    pub live: bool,
+}
+
+/// The database could not answer. Distinct from a session that fails a check: this is
+/// Django's database (ours to report, not the browser's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    #[error("database did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("database worker failed: {0}")]
+    Worker(String),
+}
+
+/// A table or column name from config, checked to be a plain SQL identifier (optionally
+/// `schema.name`) and kept quoted, so config can never inject SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ident(String);
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a plain SQL identifier (letters, digits, '_', optional 'schema.' prefix)")]
+pub struct BadIdent(pub String);
+
+impl Ident {
+    pub fn new(name: &str) -> Result<Self, BadIdent> {
+        let part_ok = |p: &str| {
+            !p.is_empty()
+                && p.len() <= 63
+                && p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+        };
+        let parts: Vec<&str> = name.split('.').collect();
+        if parts.len() > 2 || !parts.iter().all(|p| part_ok(p)) {
+            return Err(BadIdent(name.to_owned()));
+        }
+        Ok(Ident(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".")))
+    }
+    /// The quoted form, ready to paste into SQL.
+    pub fn quoted(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The user model's table and columns (custom user models rename or drop some).
+#[derive(Debug, Clone)]
+pub struct UserTable {
+    pub table: Ident,
+    pub pk: Ident,
+    pub pk_type: PkType,
+    /// The USERNAME_FIELD column (`email` for many custom models).
+    pub username: Ident,
+    pub password: Ident,
+    /// `None`: the model has no such field; `is_active` then counts as true, the others false.
+    pub is_active: Option<Ident>,
+    pub is_staff: Option<Ident>,
+    pub is_superuser: Option<Ident>,
+}
+
+/// Which database and which tables.
+#[derive(Debug, Clone)]
+pub struct StoreSettings {
+    pub session_table: Ident,
+    pub users: UserTable,
+    /// Connections kept open (SQLite readers or PostgreSQL clients).
+    pub pool_size: usize,
+    /// Bound on one query, and on connecting.
+    pub query_timeout: Duration,
+}
+
+/// The database a bridge reads.
+pub enum Store {
+    Sqlite(sqlite::SqliteStore),
+    Postgres(postgres::PgStore),
+}
+
+impl Store {
+    /// The session row for `key`, `None` when there is none. `key` has been shape-checked.
+    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.load_session(key, now).await,
+            Store::Postgres(s) => s.load_session(key, now).await,
+        }
+    }
+
+    /// The user row with primary key `pk`, `None` when there is none.
+    pub async fn load_user(&self, pk: Pk) -> Result<Option<UserRow>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.load_user(pk).await,
+            Store::Postgres(s) => s.load_user(pk).await,
+        }
+    }
+
+    /// How many queries this store has sent (tests and metrics).
+    pub fn queries(&self) -> u64 {
+        match self {
+            Store::Sqlite(s) => s.counter.get(),
+            Store::Postgres(s) => s.counter.get(),
+        }
+    }
+}
+
+/// Counts queries sent.
+#[derive(Debug, Default)]
+pub struct QueryCounter(AtomicU64);
+
+impl QueryCounter {
+    pub fn bump(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// The user query's select list, shared by both databases: optional columns become
+/// constants with Django's attribute defaults.
+fn user_select_list(u: &UserTable, cast_text: &str, cast_bool: &str) -> String {
+    let opt = |c: &Option<Ident>, default: &str| match c {
+        Some(c) => format!("{}{cast_bool}", c.quoted()),
+        None => default.to_owned(),
+    };
+    format!(
+        "{pk}{cast_text}, {un}{cast_text}, {pw}{cast_text}, {a}, {s}, {su}",
+        pk = u.pk.quoted(),
+        un = u.username.quoted(),
+        pw = u.password.quoted(),
+        a = opt(&u.is_active, if cast_bool.is_empty() { "1" } else { "true" }),
+        s = opt(&u.is_staff, if cast_bool.is_empty() { "0" } else { "false" }),
+        su = opt(&u.is_superuser, if cast_bool.is_empty() { "0" } else { "false" }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_are_validated_and_quoted() {
+        assert_eq!(Ident::new("auth_user").unwrap().quoted(), "\"auth_user\"");
+        assert_eq!(Ident::new("app.users").unwrap().quoted(), "\"app\".\"users\"");
+        for bad in ["", "a b", "x\"; drop table y", "1abc", "a.b.c", "a-b"] {
+            assert!(Ident::new(bad).is_err(), "{bad}");
+        }
+    }
+}
