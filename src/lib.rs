@@ -10,8 +10,11 @@ pub mod devcert;
 pub mod django;
 pub mod downstream;
 mod errors;
+pub mod hub;
+pub mod protocol;
 pub mod proxy;
 pub mod router;
+pub mod routes;
 pub mod server;
 
 pub use errors::{error_chain, find_cause};
