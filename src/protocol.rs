@@ -130,7 +130,11 @@ fn valid_id(id: &Value) -> bool {
 }
 
 fn not_an_object(e: &serde_json::Error) -> String {
-    if e.is_data() { "a frame must be a JSON object".into() } else { format!("not JSON: {e}") }
+    if e.is_data() {
+        "a frame must be a JSON object".into()
+    } else {
+        format!("not JSON: {e}")
+    }
 }
 
 /// Encodes a reply: `id` first, then each command's outcome in order.
@@ -205,7 +209,8 @@ mod tests {
 
     #[test]
     fn commands_keep_the_order_written() {
-        let frame = parse(r#"{"id": 7, "subscribe": {"channel": "a"}, "chat.send": {"text": "hi"}, "ping": null}"#).unwrap();
+        let frame =
+            parse(r#"{"id": 7, "subscribe": {"channel": "a"}, "chat.send": {"text": "hi"}, "ping": null}"#).unwrap();
         assert_eq!(frame.id, Some(json!(7)));
         let names: Vec<&str> = frame.commands.iter().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["subscribe", "chat.send", "ping"]);

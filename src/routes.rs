@@ -87,7 +87,11 @@ pub fn check(rule: AuthRule, user: Option<&User>) -> Result<(), Refusal> {
         AuthRule::Staff => user.is_staff || user.is_superuser,
         AuthRule::Superuser => user.is_superuser,
     };
-    if allowed { Ok(()) } else { Err(Refusal::NotAllowed) }
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refusal::NotAllowed)
+    }
 }
 
 #[cfg(test)]

@@ -196,7 +196,13 @@ impl std::fmt::Debug for AuthPolicy {
 }
 
 impl AuthPolicy {
-    pub fn new(backends: Vec<String>, check_is_active: bool, pk_type: PkType, secret: &Secret, fallbacks: &[Secret]) -> Self {
+    pub fn new(
+        backends: Vec<String>,
+        check_is_active: bool,
+        pk_type: PkType,
+        secret: &Secret,
+        fallbacks: &[Secret],
+    ) -> Self {
         let hash_keys = std::iter::once(secret)
             .chain(fallbacks)
             .map(|k| {
@@ -255,11 +261,17 @@ impl AuthPolicy {
             Some(HashClaim::Text(t)) => t,
         };
         // SECRET_KEY first, then the fallbacks (Django then cycles the key; we accept).
-        let ok = self.hash_keys.iter().any(|k| constant_time_eq(claimed.as_bytes(), auth_hash(k, &row.password).as_bytes()));
+        let ok =
+            self.hash_keys.iter().any(|k| constant_time_eq(claimed.as_bytes(), auth_hash(k, &row.password).as_bytes()));
         if !ok {
             return Identity::Anonymous(Anonymous::HashMismatch);
         }
-        Identity::User(Arc::new(User { id: row.id, username: row.username, is_staff: row.is_staff, is_superuser: row.is_superuser }))
+        Identity::User(Arc::new(User {
+            id: row.id,
+            username: row.username,
+            is_staff: row.is_staff,
+            is_superuser: row.is_superuser,
+        }))
     }
 }
 

@@ -28,8 +28,8 @@ pub use auth::{Anonymous, Identity, PkType, User};
 pub use cache::CacheSettings;
 use cache::{Entry, IdentityCache};
 use signing::{Secret, Signer, SigningError};
-pub use store::{BadIdent, Ident, StoreError, StoreSettings, UserTable};
 use store::Store;
+pub use store::{BadIdent, Ident, StoreError, StoreSettings, UserTable};
 
 /// Django's defaults, mirrored as the `[django]` defaults.
 pub const DEFAULT_SESSION_COOKIE_NAME: &str = "sessionid";
@@ -259,7 +259,8 @@ impl Inner {
     /// A cache miss: session, then user. `Err` only when the database failed.
     async fn load(&self, key: &str) -> Result<Entry, StoreError> {
         let now = SystemTime::now();
-        let anon = |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
+        let anon =
+            |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
         let (session, expires) = match self.engine {
             Engine::SignedCookies => {
                 match store::signed_cookies::load(&self.signer, key, self.cookie_age_secs, unix_secs(now)) {

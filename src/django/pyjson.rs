@@ -139,7 +139,9 @@ impl Parser<'_> {
             Some(b'f') => self.lit(b"false", Value::Bool(false)),
             Some(b'N') => self.lit(b"NaN", Value::Float(f64::NAN)),
             Some(b'I') => self.lit(b"Infinity", Value::Float(f64::INFINITY)),
-            Some(b'-') if self.s.get(self.i + 1) == Some(&b'I') => self.lit(b"-Infinity", Value::Float(f64::NEG_INFINITY)),
+            Some(b'-') if self.s.get(self.i + 1) == Some(&b'I') => {
+                self.lit(b"-Infinity", Value::Float(f64::NEG_INFINITY))
+            }
             Some(b'-' | b'0'..=b'9') => self.number(),
             _ => Err(self.err("expecting value")),
         }

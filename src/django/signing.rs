@@ -98,7 +98,12 @@ impl Signer {
     }
 
     /// [`Signer::loads`], also returning the signing timestamp (Unix seconds).
-    pub fn loads_with_timestamp(&self, s: &str, max_age: Option<f64>, now_secs: f64) -> Result<(Value, f64), SigningError> {
+    pub fn loads_with_timestamp(
+        &self,
+        s: &str,
+        max_age: Option<f64>,
+        now_secs: f64,
+    ) -> Result<(Value, f64), SigningError> {
         let value = self.unsign(s)?;
         let (payload, ts) = value.rsplit_once(':').ok_or(SigningError::Malformed("no timestamp"))?;
         let ts = b62_decode(ts).ok_or(SigningError::Malformed("timestamp is not base62"))?;

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio_tungstenite::tungstenite::Message;
 
-pub use self::outbox::{outbox, Inbox, Outbox, Refused, SLOW_READER_CLOSE};
+pub use self::outbox::{outbox, Eviction, Inbox, Outbox, Refused, SLOW_READER_CLOSE};
 
 /// A connection id (a UUID) shared without copying.
 pub type ConnId = Arc<str>;
@@ -133,7 +133,9 @@ impl Hub {
         let outboxes: Vec<Outbox> = {
             let state = self.state();
             match target {
-                Target::Connection(id) => state.sockets.get(id.as_str()).map(|m| m.outbox.clone()).into_iter().collect(),
+                Target::Connection(id) => {
+                    state.sockets.get(id.as_str()).map(|m| m.outbox.clone()).into_iter().collect()
+                }
                 Target::User(user) => state
                     .by_user
                     .get(user.as_str())
@@ -152,7 +154,10 @@ impl Hub {
         let outboxes: Vec<Outbox> = {
             let state = self.state();
             let members = state.by_route.get(route).into_iter().flatten();
-            members.filter(|id| &***id != except).filter_map(|id| state.sockets.get(id).map(|m| m.outbox.clone())).collect()
+            members
+                .filter(|id| &***id != except)
+                .filter_map(|id| state.sockets.get(id).map(|m| m.outbox.clone()))
+                .collect()
         };
         self.offer_all(outboxes, msg)
     }

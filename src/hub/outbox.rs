@@ -112,8 +112,21 @@ impl Inbox {
         Some(msg)
     }
 
-    /// Resolves when someone asked this socket to close; gives the code and reason.
-    pub async fn evicted(&self) -> (u16, &'static str) {
+    /// A handle that resolves when someone asks this socket to close, usable beside `recv`.
+    pub fn eviction(&self) -> Eviction {
+        Eviction { shared: self.shared.clone() }
+    }
+}
+
+/// Waits for an eviction of one socket.
+#[derive(Debug)]
+pub struct Eviction {
+    shared: Arc<Shared>,
+}
+
+impl Eviction {
+    /// Resolves when someone asked the socket to close; gives the code and reason.
+    pub async fn wait(&self) -> (u16, &'static str) {
         self.shared.evicted.cancelled().await;
         self.shared.close.get().copied().unwrap_or((SLOW_READER_CLOSE, "evicted"))
     }
@@ -129,7 +142,7 @@ mod tests {
         assert_eq!(outbox.offer(Message::text("a")), Ok(()));
         assert_eq!(outbox.offer(Message::text("b")), Ok(()));
         assert_eq!(outbox.offer(Message::text("c")), Err(Refused::Full));
-        assert_eq!(inbox.evicted().await, (SLOW_READER_CLOSE, "slow reader: too many messages queued"));
+        assert_eq!(inbox.eviction().wait().await, (SLOW_READER_CLOSE, "slow reader: too many messages queued"));
     }
 
     #[tokio::test]

@@ -47,7 +47,7 @@ async fn a_full_socket_is_evicted_and_counted() {
     hub.deliver(&Target::Broadcast, &Message::text("1"));
     hub.deliver(&Target::Broadcast, &Message::text("2"));
     assert_eq!(hub.slow_evictions(), 1);
-    assert_eq!(i.evicted().await.0, SLOW_READER_CLOSE);
+    assert_eq!(i.eviction().wait().await.0, SLOW_READER_CLOSE);
 }
 
 #[test]

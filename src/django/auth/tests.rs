@@ -12,7 +12,14 @@ fn policy(fallbacks: &[&str]) -> AuthPolicy {
 }
 
 fn alice_row() -> UserRow {
-    UserRow { id: "1".into(), username: "alice".into(), password: ALICE_PW.into(), is_active: true, is_staff: false, is_superuser: false }
+    UserRow {
+        id: "1".into(),
+        username: "alice".into(),
+        password: ALICE_PW.into(),
+        is_active: true,
+        is_staff: false,
+        is_superuser: false,
+    }
 }
 
 fn session(json: &str) -> Value {
@@ -20,7 +27,9 @@ fn session(json: &str) -> Value {
 }
 
 fn alice_session() -> Value {
-    session(&format!(r#"{{"_auth_user_id":"1","_auth_user_backend":"{MODEL_BACKEND}","_auth_user_hash":"{ALICE_HASH}"}}"#))
+    session(&format!(
+        r#"{{"_auth_user_id":"1","_auth_user_backend":"{MODEL_BACKEND}","_auth_user_hash":"{ALICE_HASH}"}}"#
+    ))
 }
 
 #[test]
@@ -38,7 +47,8 @@ fn good_session_is_the_user() {
 
 #[test]
 fn hash_under_a_fallback_key_is_the_user() {
-    let p = AuthPolicy::new(vec![MODEL_BACKEND.into()], true, PkType::Int, &Secret::new("new-key"), &[Secret::new(KEY)]);
+    let p =
+        AuthPolicy::new(vec![MODEL_BACKEND.into()], true, PkType::Int, &Secret::new("new-key"), &[Secret::new(KEY)]);
     let c = p.claims(&alice_session()).unwrap();
     assert!(p.verify(&c, Some(alice_row())).user().is_some());
 }
@@ -59,7 +69,8 @@ fn inactive_user_is_anonymous_unless_the_backend_allows_it() {
     assert_eq!(p.verify(&c, Some(row.clone())), Identity::Anonymous(Anonymous::Inactive));
     let allow = "django.contrib.auth.backends.AllowAllUsersModelBackend";
     let p = AuthPolicy::new(vec![allow.into()], true, PkType::Int, &Secret::new(KEY), &[]);
-    let s = session(&format!(r#"{{"_auth_user_id":"1","_auth_user_backend":"{allow}","_auth_user_hash":"{ALICE_HASH}"}}"#));
+    let s =
+        session(&format!(r#"{{"_auth_user_id":"1","_auth_user_backend":"{allow}","_auth_user_hash":"{ALICE_HASH}"}}"#));
     assert!(p.verify(&p.claims(&s).unwrap(), Some(row)).user().is_some());
 }
 
@@ -71,7 +82,10 @@ fn checks_run_in_djangos_order() {
     // The id converts before the backend is read.
     assert_eq!(p.claims(&session(r#"{"_auth_user_id":"abc"}"#)), Err(Anonymous::InvalidUserId));
     assert_eq!(p.claims(&session(r#"{"_auth_user_id":"1"}"#)), Err(Anonymous::NoBackend));
-    assert_eq!(p.claims(&session(r#"{"_auth_user_id":"1","_auth_user_backend":"x.Y"}"#)), Err(Anonymous::BackendNotAllowed));
+    assert_eq!(
+        p.claims(&session(r#"{"_auth_user_id":"1","_auth_user_backend":"x.Y"}"#)),
+        Err(Anonymous::BackendNotAllowed)
+    );
     let s = session(&format!(r#"{{"_auth_user_id":null,"_auth_user_backend":"{MODEL_BACKEND}"}}"#));
     assert_eq!(p.claims(&s), Err(Anonymous::NoSuchUser));
     let s = session(&format!(r#"{{"_auth_user_id":"1","_auth_user_backend":"{MODEL_BACKEND}","_auth_user_hash":""}}"#));
@@ -80,7 +94,15 @@ fn checks_run_in_djangos_order() {
 
 #[test]
 fn ids_convert_like_python_int() {
-    for (raw, want) in [("\"42\"", Some(42)), ("42", Some(42)), (" \" 4_2 \" ", Some(42)), ("\"+7\"", Some(7)), ("1.9", Some(1)), ("true", Some(1)), ("\"99999999999999999999\"", None)] {
+    for (raw, want) in [
+        ("\"42\"", Some(42)),
+        ("42", Some(42)),
+        (" \" 4_2 \" ", Some(42)),
+        ("\"+7\"", Some(7)),
+        ("1.9", Some(1)),
+        ("true", Some(1)),
+        ("\"99999999999999999999\"", None),
+    ] {
         assert_eq!(py_int_pk(&session(raw)), Ok(want.map(Pk::Int)), "{raw}");
     }
     for raw in ["\"4__2\"", "\"_4\"", "\"\"", "NaN", "[1]", "\"1.0\"", "\"\\ud800\""] {
@@ -91,7 +113,11 @@ fn ids_convert_like_python_int() {
 #[test]
 fn uuids_convert_like_python_uuid() {
     let u = 0x12345678_1234_5678_1234_567812345678u128;
-    for raw in ["\"12345678-1234-5678-1234-567812345678\"", "\"{12345678123456781234567812345678}\"", "\"urn:uuid:12345678-1234-5678-1234-567812345678\""] {
+    for raw in [
+        "\"12345678-1234-5678-1234-567812345678\"",
+        "\"{12345678123456781234567812345678}\"",
+        "\"urn:uuid:12345678-1234-5678-1234-567812345678\"",
+    ] {
         assert_eq!(py_uuid_pk(&session(raw)), Ok(Some(Pk::Uuid(u))), "{raw}");
     }
     assert_eq!(py_uuid_pk(&session("\"1234\"")), Err(Anonymous::InvalidUserId));

@@ -44,7 +44,22 @@ fn duplicate_keys_last_wins() {
 
 #[test]
 fn strictness_python_keeps() {
-    for bad in ["", "{", "[1,]", "{\"a\":1,}", "01", "1.", ".5", "\"\u{1}\"", "\"\\x\"", "{'a':1}", "[1] x", "\u{feff}1", "+1", "1e"] {
+    for bad in [
+        "",
+        "{",
+        "[1,]",
+        "{\"a\":1,}",
+        "01",
+        "1.",
+        ".5",
+        "\"\u{1}\"",
+        "\"\\x\"",
+        "{'a':1}",
+        "[1] x",
+        "\u{feff}1",
+        "+1",
+        "1e",
+    ] {
         assert!(p(bad).is_err(), "{bad:?} must be rejected");
     }
     assert_eq!(p("1.5E+2"), Ok(Value::Float(150.0)));

@@ -30,12 +30,16 @@ fn signed_cookie_salt_differs_from_db_salt() {
 fn compressed_alice_session_loads() {
     let v = db_signer().loads(&alice(), None, T0).map_err(|e| e.to_string()).unwrap();
     let obj = v.as_object().unwrap();
-    assert_eq!(crate::django::pyjson::get(obj, "_auth_user_hash").and_then(|v| v.as_str()), Some("46e71aa4dc26325db0764062d24d5fb37893d3353cb24e695acc04b6d07c4b5e"));
+    assert_eq!(
+        crate::django::pyjson::get(obj, "_auth_user_hash").and_then(|v| v.as_str()),
+        Some("46e71aa4dc26325db0764062d24d5fb37893d3353cb24e695acc04b6d07c4b5e")
+    );
 }
 
 #[test]
 fn fallback_key_verifies() {
-    let s = Signer::new("django.contrib.sessions.SessionStore", &Secret::new("new"), &[Secret::new("x"), Secret::new(KEY)]);
+    let s =
+        Signer::new("django.contrib.sessions.SessionStore", &Secret::new("new"), &[Secret::new("x"), Secret::new(KEY)]);
     assert!(s.loads(&alice(), None, T0).is_ok());
 }
 

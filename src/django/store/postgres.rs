@@ -119,7 +119,10 @@ impl PgStore {
         Ok(Conn { client, session, user, driver })
     }
 
-    async fn timed<T>(&self, f: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>) -> Result<T, StoreError> {
+    async fn timed<T>(
+        &self,
+        f: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
+    ) -> Result<T, StoreError> {
         self.counter.bump();
         match tokio::time::timeout(self.timeout, f).await {
             Err(_) => Err(StoreError::Timeout(self.timeout)),
