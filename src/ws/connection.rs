@@ -133,7 +133,17 @@ impl Socket {
                     last_heard = Instant::now();
                     self.on_read(read).await
                 }
-                Some(out) = inbox.recv() => self.write_batch(out, &mut inbox).await,
+                Some(out) = inbox.recv() => {
+                    // A peer that stops reading blocks the write; eviction or the idle
+                    // timeout must still end it.
+                    let patience = self.shared.config.idle_timeout.0;
+                    tokio::select! {
+                        written = tokio::time::timeout(patience, self.write_batch(out, &mut inbox)) => {
+                            written.unwrap_or(ControlFlow::Break(Ending::Peer))
+                        }
+                        (code, reason) = eviction.wait() => ControlFlow::Break(Ending::Close(code, reason)),
+                    }
+                }
                 _ = ping.tick() => self.keepalive(last_heard).await,
                 _ = revalidate.tick() => self.revalidate().await,
             };
@@ -259,12 +269,14 @@ fn read_error(e: &WsError) -> Ending {
     }
 }
 
+/// Sends our close frame and waits for the peer's, so the TCP connection ends cleanly; a
+/// peer that reads nothing cannot hold the socket past the timeout.
 async fn close(ws: &mut Ws, code: u16, reason: &str) {
     let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
-    if ws.close(Some(frame)).await.is_err() {
-        return;
-    }
-    // Wait for the peer's close so the TCP connection ends cleanly, but not forever.
-    let drain = async { while let Some(Ok(_)) = ws.next().await {} };
-    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, drain).await;
+    let handshake = async {
+        if ws.close(Some(frame)).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, handshake).await;
 }
