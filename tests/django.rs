@@ -154,9 +154,10 @@ async fn upload_streams_to_django_with_and_without_length() {
     let data = vec![b'd'; 3 << 20];
     let response = site.send(Request::post(url(site.sy.plain_addrs[0], "/upload/")), bytes_body(data.clone())).await;
     assert_eq!(json(response).await["bytes"], 3 << 20);
-    let chunks = futures_util::stream::iter(
-        (0..48).map(|_| Ok::<_, switchyard::body::BoxError>(hyper::body::Frame::data(bytes::Bytes::from(vec![b'c'; 65536])))),
-    );
+    let chunks =
+        futures_util::stream::iter((0..48).map(|_| {
+            Ok::<_, switchyard::body::BoxError>(hyper::body::Frame::data(bytes::Bytes::from(vec![b'c'; 65536])))
+        }));
     let body = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(chunks));
     let response = site.send(Request::post(url(site.sy.plain_addrs[0], "/upload/")), body).await;
     assert_eq!(json(response).await["bytes"], 48 * 65536);

@@ -25,8 +25,7 @@ impl Drop for DjangoSite {
 
 /// The venv with Django and gunicorn.
 pub fn venv() -> PathBuf {
-    let venv = std::env::var_os("SWITCHYARD_TEST_VENV")
-        .map_or_else(|| repo_root().join(".venv"), PathBuf::from);
+    let venv = std::env::var_os("SWITCHYARD_TEST_VENV").map_or_else(|| repo_root().join(".venv"), PathBuf::from);
     assert!(
         venv.join("bin/gunicorn").exists(),
         "no Django venv at {} (gunicorn missing): run scripts/test, which builds it",
@@ -70,21 +69,13 @@ pub fn start() -> DjangoSite {
         .spawn()
         .expect("gunicorn starts");
     wait_for_socket(&socket, Duration::from_secs(30));
-    DjangoSite {
-        url: format!("unix:{}", socket.display()),
-        child,
-        _dir: dir,
-    }
+    DjangoSite { url: format!("unix:{}", socket.display()), child, _dir: dir }
 }
 
 fn wait_for_socket(path: &Path, patience: Duration) {
     let deadline = Instant::now() + patience;
     while std::os::unix::net::UnixStream::connect(path).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "gunicorn did not listen on {} within {patience:?}",
-            path.display()
-        );
+        assert!(Instant::now() < deadline, "gunicorn did not listen on {} within {patience:?}", path.display());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
