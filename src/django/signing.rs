@@ -29,24 +29,8 @@ pub const SIGNED_COOKIES_SALT: &str = "django.contrib.sessions.backends.signed_c
 /// without bound.
 pub const MAX_INFLATED_BYTES: usize = 8 * 1024 * 1024;
 
-/// A secret key (SECRET_KEY or one of SECRET_KEY_FALLBACKS). Never printed.
-#[derive(Clone)]
-pub struct Secret(String);
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Secret(s.into())
-    }
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
+/// A secret key (SECRET_KEY or one of SECRET_KEY_FALLBACKS): config's masked type.
+pub use crate::config::Secret;
 
 /// Why a signed value did not load. Django turns every one of these into an empty
 /// session; we keep them apart for the `whois` reason and the logs.

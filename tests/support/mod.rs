@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod django;
+pub mod session_fixtures;
 
 use std::convert::Infallible;
 use std::future::Future;

@@ -98,3 +98,69 @@ fn python_base64_leniency() {
     assert_eq!(py_b64decode(b"e"), None, "one dangling character");
     assert_eq!(py_b64decode(b"e30=e30"), Some(b"{}".to_vec()), "a pad sequence ends the input");
 }
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Sign an arbitrary `payload:ts` so it passes the HMAC and reaches the decoder.
+    fn sign_raw(s: &Signer, value: &str) -> String {
+        format!("{value}:{}", signature(&s.keys[0], value))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn loads_never_panics_on_random_text(s in "\\PC{0,300}") {
+            let _ = db_signer().loads(&s, Some(10.0), T0);
+        }
+
+        #[test]
+        fn decoding_a_validly_signed_hostile_payload_never_panics(
+            dot in any::<bool>(),
+            body in "[A-Za-z0-9_=+/!.:-]{0,200}",
+            ts in "[-0-9A-Za-z!]{0,12}",
+        ) {
+            let s = db_signer();
+            let value = format!("{}{body}:{ts}", if dot { "." } else { "" });
+            let _ = s.loads(&sign_raw(&s, &value), Some(5.0), T0);
+        }
+
+        #[test]
+        fn decoding_signed_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), zlib in any::<bool>()) {
+            use base64::Engine;
+            let s = db_signer();
+            let data = if zlib {
+                let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut z, &bytes).unwrap();
+                z.finish().unwrap()
+            } else {
+                bytes.clone()
+            };
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&data);
+            let value = format!("{}{b64}:1r31eq", if zlib { "." } else { "" });
+            let _ = s.loads(&sign_raw(&s, &value), None, T0);
+        }
+
+        #[test]
+        fn cookie_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = crate::django::cookies::cookie_value(&bytes, "sessionid");
+            let _ = crate::django::cookies::parse_cookie(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_zip_bomb_is_capped() {
+        let s = db_signer();
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..(MAX_INFLATED_BYTES / zeros.len() + 2) {
+            std::io::Write::write_all(&mut z, &zeros).unwrap();
+        }
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(z.finish().unwrap());
+        let signed = sign_raw(&s, &format!(".{b64}:1r31eq"));
+        assert_eq!(s.loads(&signed, None, T0), Err(SigningError::Malformed("inflated payload too large")));
+    }
+}
