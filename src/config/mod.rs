@@ -9,6 +9,7 @@ mod log;
 mod server;
 mod units;
 mod upstream;
+mod websocket;
 
 use std::path::{Path, PathBuf};
 
@@ -19,6 +20,11 @@ pub use self::log::{LogConfig, LogFormat};
 pub use self::server::{ServerConfig, TlsConfig, TrustedProxy};
 pub use self::units::{Addrs, ByteSize, ConfigDuration};
 pub use self::upstream::{UpstreamConfig, UpstreamUrl};
+pub use self::websocket::{
+    is_command_name, AuthRule, BackendKind, BackendUrl, BackendsConfig, CommandConfig,
+    CommandPattern, Commands, Origin, Protocol, RouteConfig, RoutePath, WebsocketConfig,
+    WebsocketMode,
+};
 
 /// The whole configuration file.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -31,6 +37,18 @@ pub struct Config {
     /// Logging (`[log]`).
     #[serde(default)]
     pub log: LogConfig,
+    /// Rules every WebSocket shares (`[websocket]`).
+    #[serde(default)]
+    pub websocket: WebsocketConfig,
+    /// Per-URL WebSocket rules (`[[routes]]`), first match wins.
+    #[serde(default)]
+    pub routes: Vec<RouteConfig>,
+    /// Where commands run (`[commands."PATTERN"]`).
+    #[serde(default)]
+    pub commands: Commands,
+    /// What every call to Django shares (`[backends]`).
+    #[serde(default)]
+    pub backends: BackendsConfig,
 }
 
 /// A config that cannot be used; `Display` is the message for the operator.
@@ -79,9 +97,9 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
 /// Parses and validates config text; `origin` names it in errors, `base` anchors relative paths.
 pub fn parse(text: &str, origin: &str, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
     let mut config: Config = toml::from_str(text).map_err(|e| invalid(text, origin, &e))?;
-    let _ = env; // sections with secrets resolve them here as they arrive
     config.anchor_paths(base);
     config.validate(origin)?;
+    config.read_secrets(origin, env)?;
     Ok(config)
 }
 
@@ -96,6 +114,40 @@ impl Config {
             tls.cert = anchored(base, &tls.cert);
             tls.key = anchored(base, &tls.key);
         }
+        if let Some(file) = &mut self.backends.secret_file {
+            *file = anchored(base, file);
+        }
+    }
+
+    /// True when something calls Django views (commands or hooks), so calls must be signed.
+    fn calls_backends(&self) -> bool {
+        !self.commands.is_empty()
+            || self
+                .routes
+                .iter()
+                .any(|r| r.on_connect.is_some() || r.on_disconnect.is_some())
+    }
+
+    fn read_secrets(&mut self, origin: &str, env: &dyn Env) -> Result<(), ConfigError> {
+        let backends = &mut self.backends;
+        let secret = read_secret(
+            env,
+            backends.secret_env.as_deref(),
+            backends.secret_file.as_deref(),
+        );
+        backends.secret = secret.map_err(|e| ConfigError::Rejected {
+            origin: origin.to_string(),
+            key: "backends.secret_env",
+            message: e.to_string(),
+        })?;
+        if backends.secret.is_none() && self.calls_backends() {
+            return Err(ConfigError::Rejected {
+                origin: origin.to_string(),
+                key: "backends.secret_env",
+                message: "calls to Django are signed: add secret_env = \"SWITCHYARD_BACKEND_SECRET\" (or secret_file) to [backends]".into(),
+            });
+        }
+        Ok(())
     }
 
     fn validate(&self, origin: &str) -> Result<(), ConfigError> {
@@ -109,6 +161,12 @@ impl Config {
             return Err(rejected(
                 "server.listen",
                 "no listener: write listen = [\"127.0.0.1:8080\"] in [server] or add [server.tls]",
+            ));
+        }
+        if self.backends.secret_env.is_some() && self.backends.secret_file.is_some() {
+            return Err(rejected(
+                "backends.secret_file",
+                "write secret_env or secret_file, not both",
             ));
         }
         if self.server.redirect_to_https && tls_listeners == 0 {
@@ -164,10 +222,13 @@ fn enclosing_table(text: &str, offset: usize) -> Option<&str> {
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim())
 }
 
-/// "did you mean `listen`?" for serde's "unknown field `listn`, expected one of `listen`, …".
-/// serde's wording is the only carrier of the field names; the test below pins it.
+/// "did you mean `listen`?" for serde's "unknown field `listn`, expected one of `listen`, …"
+/// (and the same for enum variants). serde's wording is the only carrier of the names; the
+/// test below pins it.
 fn suggestion(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `")?;
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
     let (unknown, expected) = rest.split_once('`')?;
     let best = expected
         .split('`')

@@ -131,3 +131,91 @@ fn suggestion_reads_serde_unknown_field_wording() {
         None
     );
 }
+
+#[test]
+fn example_config_is_valid_and_complete() {
+    let text = include_str!("../../config.example.toml");
+    let env: HashMap<&str, &str> = [("SWITCHYARD_BACKEND_SECRET", "x")].into();
+    let config = parse(
+        text,
+        "config.example.toml",
+        Path::new("/etc/switchyard"),
+        &env,
+    )
+    .unwrap();
+    assert!(config.server.tls.is_some());
+    // Every option the effective config prints is documented in the example.
+    for line in config.to_toml().lines() {
+        if let Some((key, _)) = line
+            .split_once(" = ")
+            .filter(|(_, v)| !matches!(*v, "[]" | "{}"))
+        {
+            assert!(
+                text.contains(&format!("\n{key} = ")),
+                "config.example.toml lacks `{key}`"
+            );
+        }
+    }
+}
+
+const WITH_ROUTES: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+[upstream]
+url = "http://127.0.0.1:8000"
+[backends]
+secret_env = "SY_SECRET"
+[[routes]]
+path = "/ws/chat/"
+auth = "authenticated"
+origins = ["https://Example.com:443"]
+commands = ["ping", "chat.*"]
+on_connect = "http://127.0.0.1:8000/ws/hooks/connect/"
+[[routes]]
+path = "/ws/echo/*"
+protocol = "echo"
+max_message_size = "16MiB"
+[commands."chat.*"]
+backend = "http"
+url = "http://127.0.0.1:8000/ws/commands/{command}/"
+timeout = "2s"
+"#;
+
+#[test]
+fn routes_commands_and_backend_secret_load() {
+    let env: HashMap<&str, &str> = [("SY_SECRET", "s3cret")].into();
+    let config = parse(WITH_ROUTES, "t.toml", Path::new("/"), &env).unwrap();
+    assert_eq!(config.routes.len(), 2);
+    assert_eq!(config.routes[0].auth, AuthRule::Authenticated);
+    assert_eq!(
+        config.routes[0].origins.as_ref().unwrap()[0].0,
+        "https://example.com"
+    );
+    assert_eq!(config.routes[1].protocol, Protocol::Echo);
+    assert_eq!(config.routes[1].max_message_size.0, 16 << 20);
+    assert_eq!(config.backends.secret.as_ref().unwrap().expose(), "s3cret");
+    assert!(!config.to_toml().contains("s3cret"));
+}
+
+#[test]
+fn backend_calls_without_a_secret_are_rejected() {
+    let err = parse_str(&WITH_ROUTES.replace("secret_env = \"SY_SECRET\"", "")).unwrap_err();
+    assert!(err.to_string().contains("backends.secret_env"), "{err}");
+}
+
+#[test]
+fn unset_secret_variable_is_named_but_no_value_printed() {
+    let err = parse_str(WITH_ROUTES).unwrap_err();
+    assert!(err.to_string().contains("`SY_SECRET` is not set"), "{err}");
+}
+
+#[test]
+fn bad_route_values_point_at_the_value() {
+    let err =
+        parse_str(&WITH_ROUTES.replace("protocol = \"echo\"", "protocol = \"ecko\"")).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains(":16:12:") && text.contains("did you mean `echo`?"),
+        "{text}"
+    );
+}

@@ -1,0 +1,490 @@
+//! `[websocket]`, `[[routes]]`, `[commands."PATTERN"]` and `[backends]`: which URLs take
+//! WebSockets and under which rules, and where commands go in Django.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::de::{self, Deserializer};
+use serde::{Deserialize, Serialize, Serializer};
+
+use super::units::{ByteSize, ConfigDuration};
+use super::Secret;
+
+/// Browsers and load balancers drop idle sockets after about a minute; 25 s keeps them open.
+pub const DEFAULT_PING_INTERVAL: Duration = Duration::from_secs(25);
+/// Three missed pings: the peer is gone.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// A person has a few tabs open; fifty sockets is a script.
+pub const DEFAULT_MAX_PER_USER: usize = 50;
+/// An office behind one NAT address can be many people.
+pub const DEFAULT_MAX_PER_IP: usize = 500;
+/// Messages queued for one socket before its slow-reader policy applies.
+pub const DEFAULT_OUTBOX_MESSAGES: usize = 256;
+/// Bytes queued for one socket before its slow-reader policy applies.
+pub const DEFAULT_OUTBOX_BYTES: u64 = 1 << 20;
+/// Commands one socket may have in flight; a page needs a handful.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
+/// Connection state is a few ids and flags, not a document.
+pub const DEFAULT_MAX_STATE_SIZE: u64 = 64 << 10;
+/// Pushed revocation closes sockets at once; this is only the fallback.
+pub const DEFAULT_REVALIDATE: Duration = Duration::from_secs(60);
+/// tungstenite's default (128 KiB, zero-filled) makes an idle socket cost ~134 KiB; 4 KiB ~6 KiB.
+pub const DEFAULT_READ_BUFFER_SIZE: u64 = 4 << 10;
+/// A chat message or a form, with room to spare; raise it per route for uploads.
+pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
+/// A Django view that takes longer than this is stuck.
+pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
+/// A backend reply is a result and a few pushes.
+pub const DEFAULT_MAX_REPLY_SIZE: u64 = 1 << 20;
+
+/// The `[websocket]` section: rules every socket shares.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebsocketConfig {
+    /// Accept upgrades on paths no `[[routes]]` entry matches, under the default rule
+    /// (protocol "json", auth "anyone", same-origin only). Default: false (404).
+    #[serde(default)]
+    pub accept_all: bool,
+    /// How often Switchyard pings an open socket. Default: "25s".
+    #[serde(default = "default_ping_interval")]
+    pub ping_interval: ConfigDuration,
+    /// Close a socket that sent nothing, not even a pong, for this long. Default: "75s".
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: ConfigDuration,
+    /// Most sockets one user may hold on this node (429 past it). Default: 50.
+    #[serde(default = "default_max_per_user")]
+    pub max_per_user: usize,
+    /// Most sockets one client address may hold on this node (429 past it). Default: 500.
+    #[serde(default = "default_max_per_ip")]
+    pub max_per_ip: usize,
+    /// Messages queued for one socket before it counts as a slow reader. Default: 256.
+    #[serde(default = "default_outbox_messages")]
+    pub outbox_messages: usize,
+    /// Bytes queued for one socket before it counts as a slow reader. Default: "1MiB".
+    #[serde(default = "default_outbox_bytes")]
+    pub outbox_bytes: ByteSize,
+    /// Commands one socket may have in flight; more get `too_many_requests`. Default: 16.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+    /// Largest connection `state` a backend may set, as JSON. Default: "64KiB".
+    #[serde(default = "default_max_state_size")]
+    pub max_state_size: ByteSize,
+    /// How often an open socket re-checks its session (the fallback to pushed revocation).
+    /// Default: "60s".
+    #[serde(default = "default_revalidate")]
+    pub revalidate: ConfigDuration,
+    /// Read buffer per socket. Default: "4KiB".
+    #[serde(default = "default_read_buffer_size")]
+    pub read_buffer_size: ByteSize,
+}
+
+/// One `[[routes]]` entry: the rules for WebSocket upgrades on a path.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// "/ws/chat/" matches exactly; "/ws/*" is a prefix. The first matching route wins.
+    pub path: RoutePath,
+    /// "require": WebSocket only (plain HTTP gets 400); "accept": WebSocket here, plain HTTP
+    /// goes to Django; "deny": no WebSocket (403), plain HTTP to Django. Default: "require".
+    #[serde(default)]
+    pub websocket: WebsocketMode,
+    /// "json" runs commands; "echo" sends every message back; "broadcast" sends every
+    /// message to every socket on this route. Default: "json".
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// Who may connect: "anyone", "authenticated", "staff", "superuser". Default: "anyone".
+    #[serde(default)]
+    pub auth: AuthRule,
+    /// Origins allowed to open sockets here, like "https://example.com".
+    /// Default: the request's own scheme://host.
+    pub origins: Option<Vec<Origin>>,
+    /// Commands that may run here: names or patterns like "chat.*". Default: ["*"] (all).
+    #[serde(default = "default_commands")]
+    pub commands: Vec<CommandPattern>,
+    /// Largest message accepted; a larger one closes the socket with 1009. Default: "1MiB".
+    #[serde(default = "default_max_message_size")]
+    pub max_message_size: ByteSize,
+    /// Subprotocols this route speaks; one is chosen only if the browser offered it.
+    /// Default: none.
+    #[serde(default)]
+    pub subprotocols: Vec<String>,
+    /// Django URL called when a socket opens; it may refuse or set the state. Default: none.
+    pub on_connect: Option<BackendUrl>,
+    /// Django URL called once when a socket closes, shutdown included. Default: none.
+    pub on_disconnect: Option<BackendUrl>,
+}
+
+/// One `[commands."PATTERN"]` entry: where commands matching PATTERN run.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommandConfig {
+    /// "http": POST to a Django view. Required.
+    pub backend: BackendKind,
+    /// The view's URL; "{command}" is replaced by the command's name. Required.
+    pub url: BackendUrl,
+    /// How long the view may take before the command fails with `backend_timeout`.
+    /// Default: `[backends] timeout`.
+    pub timeout: Option<ConfigDuration>,
+    /// Who may run these commands: "anyone", "authenticated", "staff", "superuser".
+    /// Default: "anyone".
+    #[serde(default)]
+    pub auth: AuthRule,
+    /// Send the browser's `Cookie` header so `request.user` works in the view.
+    /// Default: `[backends] forward_cookie`.
+    pub forward_cookie: Option<bool>,
+}
+
+/// The `[backends]` section: what every call to Django shares.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackendsConfig {
+    /// Environment variable holding the HMAC secret that signs calls to Django
+    /// (`SWITCHYARD_BACKEND_SECRET` on the Django side). Required when commands or hooks exist.
+    pub secret_env: Option<String>,
+    /// File holding that secret, instead of `secret_env`.
+    pub secret_file: Option<std::path::PathBuf>,
+    /// How long a view may take. Default: "5s".
+    #[serde(default = "default_backend_timeout")]
+    pub timeout: ConfigDuration,
+    /// Send the browser's `Cookie` header with every call. Default: true.
+    #[serde(default = "default_true")]
+    pub forward_cookie: bool,
+    /// Largest reply body accepted from a view. Default: "1MiB".
+    #[serde(default = "default_max_reply_size")]
+    pub max_reply_size: ByteSize,
+    /// The secret itself, read at load time; never printed.
+    #[serde(skip)]
+    pub secret: Option<Secret>,
+}
+
+/// How a path treats WebSocket upgrades and plain HTTP.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WebsocketMode {
+    /// WebSocket only; plain HTTP gets 400.
+    #[default]
+    Require,
+    /// WebSocket here; plain HTTP goes to Django.
+    Accept,
+    /// No WebSocket (403); plain HTTP goes to Django.
+    Deny,
+}
+
+/// What a route does with messages.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// The JSON command protocol.
+    #[default]
+    Json,
+    /// Every message straight back to its sender.
+    Echo,
+    /// Every message to every socket on the route.
+    Broadcast,
+}
+
+/// Who may do something.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthRule {
+    /// Anyone, logged in or not.
+    #[default]
+    Anyone,
+    /// Any logged-in user.
+    Authenticated,
+    /// Users with `is_staff`.
+    Staff,
+    /// Users with `is_superuser`.
+    Superuser,
+}
+
+/// The kind of command backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BackendKind {
+    /// POST to a Django view.
+    Http,
+}
+
+/// A route path: exact, or a prefix when it ends in `*`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RoutePath {
+    /// Matches this path only.
+    Exact(String),
+    /// Matches every path that starts with this.
+    Prefix(String),
+}
+
+/// An allowed origin, normalised to lowercase `scheme://host[:port]` without default ports.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin(pub String);
+
+/// A command name ("chat.send"), a prefix pattern ("chat.*"), or "*".
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CommandPattern(pub String);
+
+/// An `http://` URL of a Django view (Django runs beside Switchyard; no TLS to it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackendUrl(pub String);
+
+/// The `[commands]` table, keyed by pattern.
+pub type Commands = BTreeMap<CommandPattern, CommandConfig>;
+
+// === defaults ===
+
+fn default_ping_interval() -> ConfigDuration {
+    ConfigDuration(DEFAULT_PING_INTERVAL)
+}
+fn default_idle_timeout() -> ConfigDuration {
+    ConfigDuration(DEFAULT_IDLE_TIMEOUT)
+}
+fn default_max_per_user() -> usize {
+    DEFAULT_MAX_PER_USER
+}
+fn default_max_per_ip() -> usize {
+    DEFAULT_MAX_PER_IP
+}
+fn default_outbox_messages() -> usize {
+    DEFAULT_OUTBOX_MESSAGES
+}
+fn default_outbox_bytes() -> ByteSize {
+    ByteSize(DEFAULT_OUTBOX_BYTES)
+}
+fn default_max_in_flight() -> usize {
+    DEFAULT_MAX_IN_FLIGHT
+}
+fn default_max_state_size() -> ByteSize {
+    ByteSize(DEFAULT_MAX_STATE_SIZE)
+}
+fn default_revalidate() -> ConfigDuration {
+    ConfigDuration(DEFAULT_REVALIDATE)
+}
+fn default_read_buffer_size() -> ByteSize {
+    ByteSize(DEFAULT_READ_BUFFER_SIZE)
+}
+fn default_max_message_size() -> ByteSize {
+    ByteSize(DEFAULT_MAX_MESSAGE_SIZE)
+}
+fn default_commands() -> Vec<CommandPattern> {
+    vec![CommandPattern("*".into())]
+}
+fn default_backend_timeout() -> ConfigDuration {
+    ConfigDuration(DEFAULT_BACKEND_TIMEOUT)
+}
+fn default_max_reply_size() -> ByteSize {
+    ByteSize(DEFAULT_MAX_REPLY_SIZE)
+}
+fn default_true() -> bool {
+    true
+}
+
+impl Default for WebsocketConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every [websocket] key has a default")
+    }
+}
+
+impl Default for BackendsConfig {
+    fn default() -> Self {
+        toml::from_str("").expect("every [backends] key has a default")
+    }
+}
+
+impl RouteConfig {
+    /// The rule used for paths without a route when `accept_all` is on.
+    pub fn accept_all(path: &str) -> Self {
+        Self {
+            path: RoutePath::Exact(path.to_string()),
+            websocket: WebsocketMode::Accept,
+            protocol: Protocol::Json,
+            auth: AuthRule::Anyone,
+            origins: None,
+            commands: default_commands(),
+            max_message_size: default_max_message_size(),
+            subprotocols: Vec::new(),
+            on_connect: None,
+            on_disconnect: None,
+        }
+    }
+}
+
+// === impl RoutePath ===
+
+impl RoutePath {
+    /// True when `path` is covered by this route.
+    pub fn matches(&self, path: &str) -> bool {
+        match self {
+            Self::Exact(p) => p == path,
+            Self::Prefix(p) => path.starts_with(p.as_str()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RoutePath {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if !text.starts_with('/') || text[..text.len() - 1].contains('*') {
+            return Err(de::Error::custom(format!(
+                "`{text}` is not a route path: write \"/ws/chat/\" (exact) or \"/ws/*\" (prefix)"
+            )));
+        }
+        Ok(match text.strip_suffix('*') {
+            Some(prefix) => Self::Prefix(prefix.to_string()),
+            None => Self::Exact(text),
+        })
+    }
+}
+
+impl Serialize for RoutePath {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Exact(p) => s.serialize_str(p),
+            Self::Prefix(p) => s.collect_str(&format_args!("{p}*")),
+        }
+    }
+}
+
+// === impl Origin ===
+
+impl Origin {
+    /// Normalises "HTTPS://Example.com:443" to "https://example.com"; None if not an origin.
+    pub fn parse(text: &str) -> Option<Self> {
+        let (scheme, rest) = text.split_once("://")?;
+        let scheme = scheme.to_ascii_lowercase();
+        let default_port = match scheme.as_str() {
+            "http" => ":80",
+            "https" => ":443",
+            _ => return None,
+        };
+        let authority: http::uri::Authority = rest.parse().ok()?;
+        if rest.contains(['/', '?', '#', '@']) {
+            return None;
+        }
+        let host = authority.as_str().to_ascii_lowercase();
+        let host = host.strip_suffix(default_port).unwrap_or(&host);
+        Some(Self(format!("{scheme}://{host}")))
+    }
+}
+
+impl<'de> Deserialize<'de> for Origin {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        Self::parse(&text).ok_or_else(|| {
+            de::Error::custom(format!("`{text}` is not an origin: write \"https://example.com\" (scheme and host, no path)"))
+        })
+    }
+}
+
+impl Serialize for Origin {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+// === impl CommandPattern ===
+
+/// Characters a command name may hold: they go into URLs and log lines.
+pub fn is_command_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+impl CommandPattern {
+    /// True when `name` is covered: exact, or a prefix pattern ending in `*`.
+    pub fn matches(&self, name: &str) -> bool {
+        match self.0.strip_suffix('*') {
+            Some(prefix) => name.starts_with(prefix),
+            None => self.0 == name,
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for CommandPattern {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let name = text.strip_suffix('*').unwrap_or(&text);
+        if name.is_empty() || is_command_name(name.trim_end_matches('.')) {
+            return Ok(Self(text));
+        }
+        Err(de::Error::custom(format!(
+            "`{text}` is not a command pattern: write a name like \"chat.send\", a prefix like \"chat.*\", or \"*\""
+        )))
+    }
+}
+
+impl Serialize for CommandPattern {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+// === impl BackendUrl ===
+
+impl<'de> Deserialize<'de> for BackendUrl {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        let probe = text.replace("{command}", "x");
+        match probe.parse::<http::Uri>() {
+            Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => Ok(Self(text)),
+            _ => Err(de::Error::custom(format!(
+                "`{text}` is not a backend URL: write \"http://127.0.0.1:8000/ws/commands/{{command}}/\""
+            ))),
+        }
+    }
+}
+
+impl Serialize for BackendUrl {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_are_normalised() {
+        assert_eq!(
+            Origin::parse("HTTPS://Example.com:443").unwrap().0,
+            "https://example.com"
+        );
+        assert_eq!(
+            Origin::parse("http://localhost:8080").unwrap().0,
+            "http://localhost:8080"
+        );
+        assert!(Origin::parse("https://example.com/path").is_none());
+        assert!(Origin::parse("ftp://example.com").is_none());
+        assert!(Origin::parse("null").is_none());
+    }
+
+    #[test]
+    fn command_patterns_match_names_and_prefixes() {
+        assert!(CommandPattern("chat.*".into()).matches("chat.send"));
+        assert!(!CommandPattern("chat.*".into()).matches("chatter"));
+        assert!(CommandPattern("*".into()).matches("anything"));
+        assert!(CommandPattern("ping".into()).matches("ping"));
+        assert!(!CommandPattern("ping".into()).matches("pings"));
+    }
+
+    #[test]
+    fn command_names_are_url_safe() {
+        assert!(is_command_name("chat.send_now-2"));
+        assert!(!is_command_name("../admin"));
+        assert!(!is_command_name("a/b"));
+        assert!(!is_command_name(""));
+    }
+
+    #[test]
+    fn route_paths_are_exact_or_prefix() {
+        let exact: RoutePath = serde_json::from_str("\"/ws/chat/\"").unwrap();
+        assert!(exact.matches("/ws/chat/") && !exact.matches("/ws/chat/x"));
+        let prefix: RoutePath = serde_json::from_str("\"/ws/*\"").unwrap();
+        assert!(prefix.matches("/ws/anything") && !prefix.matches("/other"));
+        assert!(serde_json::from_str::<RoutePath>("\"ws/\"").is_err());
+        assert!(serde_json::from_str::<RoutePath>("\"/a*b/\"").is_err());
+    }
+}
