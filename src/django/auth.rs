@@ -119,7 +119,7 @@ impl Identity {
 }
 
 /// The type of the user model's primary key, which decides how `_auth_user_id` converts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum PkType {
     /// AutoField / BigAutoField / IntegerField: `int(value)`.

@@ -51,7 +51,7 @@ const STORE_ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
 const SESSION_KEY_LEN: std::ops::RangeInclusive<usize> = 8..=40;
 
 /// SESSION_ENGINE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
     /// `django.contrib.sessions.backends.db`
@@ -65,7 +65,7 @@ pub enum Engine {
 }
 
 /// What an upgrade gets when the database cannot be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreErrorPolicy {
     /// Refuse: the caller answers 503 (default; a login wall must not open by accident).
