@@ -18,6 +18,7 @@ pub mod cookies;
 pub mod pyjson;
 pub mod signing;
 pub mod store;
+pub mod whois;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
