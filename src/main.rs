@@ -142,7 +142,9 @@ fn init_logging(log: &config::LogConfig) {
 fn whois(path: PathBuf, value: &str) -> ExitCode {
     use switchyard::django::Identity;
     let answer = load(&path).and_then(|config| {
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
         Ok(runtime.block_on(switchyard::django::whois::whois(&config, value))?)
     });
     match answer {

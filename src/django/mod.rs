@@ -29,8 +29,8 @@ pub use auth::{Anonymous, Identity, PkType, User};
 pub use cache::CacheSettings;
 use cache::{Entry, IdentityCache};
 use signing::{Secret, Signer, SigningError};
-pub use store::{BadIdent, Ident, StoreError, StoreSettings, UserTable};
 use store::Store;
+pub use store::{BadIdent, Ident, StoreError, StoreSettings, UserTable};
 
 /// Django's defaults, mirrored as the `[django]` defaults.
 pub const DEFAULT_SESSION_COOKIE_NAME: &str = "sessionid";
@@ -154,7 +154,9 @@ impl SessionBridge {
     pub fn new(s: BridgeSettings) -> Result<Self, BridgeBuildError> {
         let salt = match s.engine {
             Engine::SignedCookies => signing::SIGNED_COOKIES_SALT.to_owned(),
-            Engine::Db | Engine::CachedDb => format!("{}{}", signing::DB_SALT_PREFIX, s.session_store_class),
+            Engine::Db | Engine::CachedDb => {
+                format!("{}{}", signing::DB_SALT_PREFIX, s.session_store_class)
+            }
         };
         let signer = Signer::new(&salt, &s.secret_key, &s.secret_key_fallbacks);
         let policy = auth::AuthPolicy::new(
@@ -165,8 +167,12 @@ impl SessionBridge {
             &s.secret_key_fallbacks,
         );
         let store = match &s.database {
-            Database::Sqlite(path) => Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store)),
-            Database::Postgres(url) => Store::Postgres(store::postgres::PgStore::new(url, &s.store)?),
+            Database::Sqlite(path) => {
+                Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store))
+            }
+            Database::Postgres(url) => {
+                Store::Postgres(store::postgres::PgStore::new(url, &s.store)?)
+            }
         };
         Ok(SessionBridge {
             inner: Arc::new(Inner {
@@ -213,7 +219,9 @@ impl SessionBridge {
                 inner.error_log.store_error(&e);
                 match inner.on_store_error {
                     StoreErrorPolicy::Refuse => Err(StoreUnavailable(e)),
-                    StoreErrorPolicy::Anonymous => Ok(Identity::Anonymous(Anonymous::StoreUnavailable)),
+                    StoreErrorPolicy::Anonymous => {
+                        Ok(Identity::Anonymous(Anonymous::StoreUnavailable))
+                    }
                 }
             }
         }
@@ -243,11 +251,16 @@ impl SessionBridge {
 
 /// `[a-z0-9]{8,40}`: the only keys Django makes; anything else is refused before a query.
 pub fn session_key_shape_ok(key: &str) -> bool {
-    SESSION_KEY_LEN.contains(&key.len()) && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    SESSION_KEY_LEN.contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn from_unix_secs(s: f64) -> Option<SystemTime> {
@@ -260,10 +273,19 @@ impl Inner {
     /// A cache miss: session, then user. `Err` only when the database failed.
     async fn load(&self, key: &str) -> Result<Entry, StoreError> {
         let now = SystemTime::now();
-        let anon = |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
+        let anon = |reason, expires| Entry {
+            identity: Identity::Anonymous(reason),
+            user_id: None,
+            session_expires: expires,
+        };
         let (session, expires) = match self.engine {
             Engine::SignedCookies => {
-                match store::signed_cookies::load(&self.signer, key, self.cookie_age_secs, unix_secs(now)) {
+                match store::signed_cookies::load(
+                    &self.signer,
+                    key,
+                    self.cookie_age_secs,
+                    unix_secs(now),
+                ) {
                     Ok((v, until)) => (v, from_unix_secs(until)),
                     Err(e) => return Ok(anon(signing_reason(&e), None)),
                 }

@@ -39,12 +39,30 @@ fn huge_integers_keep_every_digit_up_to_pythons_limit() {
 #[test]
 fn duplicate_keys_last_wins() {
     let v = p(r#"{"a":1,"b":2,"a":3}"#).unwrap();
-    assert_eq!(get(v.as_object().unwrap(), "a"), Some(&Value::Int("3".into())));
+    assert_eq!(
+        get(v.as_object().unwrap(), "a"),
+        Some(&Value::Int("3".into()))
+    );
 }
 
 #[test]
 fn strictness_python_keeps() {
-    for bad in ["", "{", "[1,]", "{\"a\":1,}", "01", "1.", ".5", "\"\u{1}\"", "\"\\x\"", "{'a':1}", "[1] x", "\u{feff}1", "+1", "1e"] {
+    for bad in [
+        "",
+        "{",
+        "[1,]",
+        "{\"a\":1,}",
+        "01",
+        "1.",
+        ".5",
+        "\"\u{1}\"",
+        "\"\\x\"",
+        "{'a':1}",
+        "[1] x",
+        "\u{feff}1",
+        "+1",
+        "1e",
+    ] {
         assert!(p(bad).is_err(), "{bad:?} must be rejected");
     }
     assert_eq!(p("1.5E+2"), Ok(Value::Float(150.0)));

@@ -78,7 +78,9 @@ impl PgStore {
         );
         Ok(PgStore {
             config,
-            slots: (0..settings.pool_size.max(1)).map(|_| Slot::default()).collect(),
+            slots: (0..settings.pool_size.max(1))
+                .map(|_| Slot::default())
+                .collect(),
             next: AtomicUsize::new(0),
             session_sql,
             user_sql,
@@ -122,23 +124,35 @@ impl PgStore {
         });
         let session = client.prepare(&self.session_sql).await?;
         let user = client.prepare(&self.user_sql).await?;
-        Ok(Conn { client, session, user, driver })
+        Ok(Conn {
+            client,
+            session,
+            user,
+            driver,
+        })
     }
 
     /// One query, bounded by the timeout. A connection found dead (the database restarted,
     /// an admin killed it) is dropped and the query retried once on a fresh one.
-    async fn query_opt(&self, user: bool, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, StoreError> {
+    async fn query_opt(
+        &self,
+        user: bool,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
         let mut attempt = 0;
         loop {
             let (i, c) = self.conn().await?;
             let stmt = if user { &c.user } else { &c.session };
             self.counter.bump();
-            let r = match tokio::time::timeout(self.timeout, c.client.query_opt(stmt, params)).await {
+            let r = match tokio::time::timeout(self.timeout, c.client.query_opt(stmt, params)).await
+            {
                 Err(_) => Err(StoreError::Timeout(self.timeout)),
                 Ok(r) => r.map_err(StoreError::from),
             };
             match r {
-                Err(StoreError::Postgres(ref e)) if attempt == 0 && (e.is_closed() || c.client.is_closed()) => {
+                Err(StoreError::Postgres(ref e))
+                    if attempt == 0 && (e.is_closed() || c.client.is_closed()) =>
+                {
                     let mut live = self.slots[i].live.lock().unwrap_or_else(|p| p.into_inner());
                     if live.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c)) {
                         *live = None;
@@ -150,7 +164,11 @@ impl PgStore {
         }
     }
 
-    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
+    pub async fn load_session(
+        &self,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<Option<SessionRow>, StoreError> {
         let row = self.query_opt(false, &[&key, &now]).await?;
         Ok(row.map(|r| SessionRow {
             session_data: r.get(0),
