@@ -31,6 +31,20 @@ enum Command {
         #[arg(long, short, default_value = "switchyard.toml", env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
     },
+    /// Show who a session belongs to, resolved exactly as an upgrade would resolve it.
+    /// Prints the user as JSON (exit 0), `anonymous: <reason>` (exit 1), or an error (exit 2).
+    Whois {
+        /// The config file (its `[django]` section is used).
+        #[arg(
+            long,
+            short,
+            default_value = "switchyard.toml",
+            env = "SWITCHYARD_CONFIG"
+        )]
+        config: PathBuf,
+        /// A session key, a signed-cookie value, or a whole Cookie header.
+        value: String,
+    },
     /// Write a local CA and a localhost certificate for development.
     DevCert {
         /// Where to write localhost-ca.pem, localhost.pem and localhost-key.pem.
@@ -43,6 +57,7 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Run { config } => report(run(config)),
         Command::Check { config } => check(config),
+        Command::Whois { config, value } => whois(config, &value),
         Command::DevCert { dir } => report(dev_cert(dir)),
     }
 }
@@ -109,6 +124,30 @@ fn init_logging(log: &config::LogConfig) {
     match log.format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn whois(path: PathBuf, value: &str) -> ExitCode {
+    use switchyard::django::Identity;
+    let answer = load(&path).and_then(|config| {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(runtime.block_on(switchyard::django::whois::whois(&config, value))?)
+    });
+    match answer {
+        Ok(Identity::User(user)) => {
+            println!("{}", serde_json::to_string(&*user).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+        Ok(Identity::Anonymous(reason)) => {
+            println!("anonymous: {reason}");
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("switchyard: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

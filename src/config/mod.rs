@@ -4,6 +4,7 @@
 //! [`Config`]. Nothing downstream re-checks strings. [`parse`] takes `&str` so tests never
 //! touch the filesystem. Each module gets its own section struct.
 
+mod django;
 mod env;
 mod log;
 mod server;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use self::django::DjangoConfig;
 pub use self::env::{read_secret, Env, ProcessEnv, Secret, SecretError};
 pub use self::log::{LogConfig, LogFormat};
 pub use self::server::{ServerConfig, TlsConfig, TrustedProxy};
@@ -48,6 +50,8 @@ pub struct Config {
     /// What every call to Django shares (`[backends]`).
     #[serde(default)]
     pub backends: BackendsConfig,
+    /// Reading Django's sessions and users (`[django]`); without it every socket is anonymous.
+    pub django: Option<DjangoConfig>,
 }
 
 /// A config that cannot be used; `Display` is the message for the operator.
@@ -99,6 +103,9 @@ impl Config {
         if let Some(file) = &mut self.backends.secret_file {
             *file = anchored(base, file);
         }
+        if let Some(django) = &mut self.django {
+            django.anchor_paths(base);
+        }
     }
 
     /// True when something calls Django views (commands or hooks), so calls must be signed.
@@ -107,6 +114,9 @@ impl Config {
     }
 
     fn read_secrets(&mut self, origin: &str, env: &dyn Env) -> Result<(), ConfigError> {
+        if let Some(django) = &mut self.django {
+            django.resolve(origin, env)?;
+        }
         let backends = &mut self.backends;
         let secret = read_secret(env, backends.secret_env.as_deref(), backends.secret_file.as_deref());
         backends.secret = secret.map_err(|e| ConfigError::Rejected {

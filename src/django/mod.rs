@@ -18,6 +18,7 @@ pub mod cookies;
 pub mod pyjson;
 pub mod signing;
 pub mod store;
+pub mod whois;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,7 +52,7 @@ const STORE_ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
 const SESSION_KEY_LEN: std::ops::RangeInclusive<usize> = 8..=40;
 
 /// SESSION_ENGINE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Engine {
     /// `django.contrib.sessions.backends.db`
@@ -65,7 +66,7 @@ pub enum Engine {
 }
 
 /// What an upgrade gets when the database cannot be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum StoreErrorPolicy {
     /// Refuse: the caller answers 503 (default; a login wall must not open by accident).
@@ -153,7 +154,9 @@ impl SessionBridge {
     pub fn new(s: BridgeSettings) -> Result<Self, BridgeBuildError> {
         let salt = match s.engine {
             Engine::SignedCookies => signing::SIGNED_COOKIES_SALT.to_owned(),
-            Engine::Db | Engine::CachedDb => format!("{}{}", signing::DB_SALT_PREFIX, s.session_store_class),
+            Engine::Db | Engine::CachedDb => {
+                format!("{}{}", signing::DB_SALT_PREFIX, s.session_store_class)
+            }
         };
         let signer = Signer::new(&salt, &s.secret_key, &s.secret_key_fallbacks);
         let policy = auth::AuthPolicy::new(
@@ -164,8 +167,12 @@ impl SessionBridge {
             &s.secret_key_fallbacks,
         );
         let store = match &s.database {
-            Database::Sqlite(path) => Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store)),
-            Database::Postgres(url) => Store::Postgres(store::postgres::PgStore::new(url, &s.store)?),
+            Database::Sqlite(path) => {
+                Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store))
+            }
+            Database::Postgres(url) => {
+                Store::Postgres(store::postgres::PgStore::new(url, &s.store)?)
+            }
         };
         Ok(SessionBridge {
             inner: Arc::new(Inner {
@@ -212,7 +219,9 @@ impl SessionBridge {
                 inner.error_log.store_error(&e);
                 match inner.on_store_error {
                     StoreErrorPolicy::Refuse => Err(StoreUnavailable(e)),
-                    StoreErrorPolicy::Anonymous => Ok(Identity::Anonymous(Anonymous::StoreUnavailable)),
+                    StoreErrorPolicy::Anonymous => {
+                        Ok(Identity::Anonymous(Anonymous::StoreUnavailable))
+                    }
                 }
             }
         }
@@ -242,11 +251,16 @@ impl SessionBridge {
 
 /// `[a-z0-9]{8,40}`: the only keys Django makes; anything else is refused before a query.
 pub fn session_key_shape_ok(key: &str) -> bool {
-    SESSION_KEY_LEN.contains(&key.len()) && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    SESSION_KEY_LEN.contains(&key.len())
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 fn from_unix_secs(s: f64) -> Option<SystemTime> {
@@ -259,11 +273,19 @@ impl Inner {
     /// A cache miss: session, then user. `Err` only when the database failed.
     async fn load(&self, key: &str) -> Result<Entry, StoreError> {
         let now = SystemTime::now();
-        let anon =
-            |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
+        let anon = |reason, expires| Entry {
+            identity: Identity::Anonymous(reason),
+            user_id: None,
+            session_expires: expires,
+        };
         let (session, expires) = match self.engine {
             Engine::SignedCookies => {
-                match store::signed_cookies::load(&self.signer, key, self.cookie_age_secs, unix_secs(now)) {
+                match store::signed_cookies::load(
+                    &self.signer,
+                    key,
+                    self.cookie_age_secs,
+                    unix_secs(now),
+                ) {
                     Ok((v, until)) => (v, from_unix_secs(until)),
                     Err(e) => return Ok(anon(signing_reason(&e), None)),
                 }

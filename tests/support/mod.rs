@@ -4,6 +4,7 @@
 
 pub mod binary;
 pub mod django;
+pub mod session_fixtures;
 pub mod ws;
 
 use std::convert::Infallible;

@@ -9,12 +9,22 @@ fn alice() -> String {
 }
 
 fn db_signer() -> Signer {
-    Signer::new("django.contrib.sessions.SessionStore", &Secret::new(KEY), &[])
+    Signer::new(
+        "django.contrib.sessions.SessionStore",
+        &Secret::new(KEY),
+        &[],
+    )
 }
 
 #[test]
 fn empty_session_from_the_format_doc_loads() {
-    let v = db_signer().loads("e30:1r31eq:2ys4wGSmAjlhFdbeGmUOAOrjdSDVNDDFYhoydKhjlsI", None, T0).unwrap();
+    let v = db_signer()
+        .loads(
+            "e30:1r31eq:2ys4wGSmAjlhFdbeGmUOAOrjdSDVNDDFYhoydKhjlsI",
+            None,
+            T0,
+        )
+        .unwrap();
     assert!(v.as_object().unwrap().is_empty());
 }
 
@@ -23,12 +33,18 @@ fn signed_cookie_salt_differs_from_db_salt() {
     let sc = Signer::new(SIGNED_COOKIES_SALT, &Secret::new(KEY), &[]);
     let cookie = "e30:1r31eq:4CeFPRG75x317hw_B7PiSlb60Mrwrfo6dHtfpWr1vOM";
     assert!(sc.loads(cookie, Some(1209600.0), T0).is_ok());
-    assert_eq!(db_signer().loads(cookie, None, T0), Err(SigningError::BadSignature));
+    assert_eq!(
+        db_signer().loads(cookie, None, T0),
+        Err(SigningError::BadSignature)
+    );
 }
 
 #[test]
 fn compressed_alice_session_loads() {
-    let v = db_signer().loads(&alice(), None, T0).map_err(|e| e.to_string()).unwrap();
+    let v = db_signer()
+        .loads(&alice(), None, T0)
+        .map_err(|e| e.to_string())
+        .unwrap();
     let obj = v.as_object().unwrap();
     assert_eq!(
         crate::django::pyjson::get(obj, "_auth_user_hash").and_then(|v| v.as_str()),
@@ -38,8 +54,11 @@ fn compressed_alice_session_loads() {
 
 #[test]
 fn fallback_key_verifies() {
-    let s =
-        Signer::new("django.contrib.sessions.SessionStore", &Secret::new("new"), &[Secret::new("x"), Secret::new(KEY)]);
+    let s = Signer::new(
+        "django.contrib.sessions.SessionStore",
+        &Secret::new("new"),
+        &[Secret::new("x"), Secret::new(KEY)],
+    );
     assert!(s.loads(&alice(), None, T0).is_ok());
 }
 
@@ -54,9 +73,15 @@ fn non_canonical_signature_is_rejected() {
     let idx = A.find(last).unwrap();
     let flipped = A.as_bytes()[idx ^ 1] as char;
     let bad = format!("{}{flipped}", &good[..good.len() - 1]);
-    assert_eq!(db_signer().loads(&bad, None, T0), Err(SigningError::BadSignature));
+    assert_eq!(
+        db_signer().loads(&bad, None, T0),
+        Err(SigningError::BadSignature)
+    );
     let padded = format!("{good}=");
-    assert_eq!(db_signer().loads(&padded, None, T0), Err(SigningError::BadSignature));
+    assert_eq!(
+        db_signer().loads(&padded, None, T0),
+        Err(SigningError::BadSignature)
+    );
 }
 
 #[test]
@@ -64,20 +89,35 @@ fn max_age_is_strictly_greater_at_sub_second_precision() {
     let sc = Signer::new(SIGNED_COOKIES_SALT, &Secret::new(KEY), &[]);
     let cookie = "e30:1r31eq:4CeFPRG75x317hw_B7PiSlb60Mrwrfo6dHtfpWr1vOM";
     assert!(sc.loads(cookie, Some(100.0), T0 + 100.0).is_ok());
-    assert!(matches!(sc.loads(cookie, Some(100.0), T0 + 100.5), Err(SigningError::Expired { .. })));
-    assert!(sc.loads(cookie, Some(100.0), T0 - 5000.0).is_ok(), "a future timestamp is accepted");
+    assert!(matches!(
+        sc.loads(cookie, Some(100.0), T0 + 100.5),
+        Err(SigningError::Expired { .. })
+    ));
+    assert!(
+        sc.loads(cookie, Some(100.0), T0 - 5000.0).is_ok(),
+        "a future timestamp is accepted"
+    );
 }
 
 #[test]
 fn no_separator_and_garbage_are_errors() {
-    assert_eq!(db_signer().loads("abc", None, T0), Err(SigningError::NoSeparator));
-    assert_eq!(db_signer().loads(":", None, T0), Err(SigningError::BadSignature));
+    assert_eq!(
+        db_signer().loads("abc", None, T0),
+        Err(SigningError::NoSeparator)
+    );
+    assert_eq!(
+        db_signer().loads(":", None, T0),
+        Err(SigningError::BadSignature)
+    );
 }
 
 #[test]
 fn dumps_round_trips_and_matches_the_doc() {
     let s = db_signer();
-    assert_eq!(s.dumps("{}", 1_700_000_000, true), "e30:1r31eq:2ys4wGSmAjlhFdbeGmUOAOrjdSDVNDDFYhoydKhjlsI");
+    assert_eq!(
+        s.dumps("{}", 1_700_000_000, true),
+        "e30:1r31eq:2ys4wGSmAjlhFdbeGmUOAOrjdSDVNDDFYhoydKhjlsI"
+    );
     let json = r#"{"a":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#;
     let signed = s.dumps(json, 1_700_000_000, true);
     assert!(signed.starts_with('.'));
@@ -97,8 +137,89 @@ fn base62_matches_the_doc() {
 #[test]
 fn python_base64_leniency() {
     assert_eq!(py_b64decode(b"e30"), Some(b"{}".to_vec()));
-    assert_eq!(py_b64decode(b"e3!0"), None, "junk is skipped, then the padding is wrong");
-    assert_eq!(py_b64decode(b"e3!0="), Some(b"{}".to_vec()), "junk is skipped");
+    assert_eq!(
+        py_b64decode(b"e3!0"),
+        None,
+        "junk is skipped, then the padding is wrong"
+    );
+    assert_eq!(
+        py_b64decode(b"e3!0="),
+        Some(b"{}".to_vec()),
+        "junk is skipped"
+    );
     assert_eq!(py_b64decode(b"e"), None, "one dangling character");
-    assert_eq!(py_b64decode(b"e30=e30"), Some(b"{}".to_vec()), "a pad sequence ends the input");
+    assert_eq!(
+        py_b64decode(b"e30=e30"),
+        Some(b"{}".to_vec()),
+        "a pad sequence ends the input"
+    );
+}
+
+mod hostile {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Sign an arbitrary `payload:ts` so it passes the HMAC and reaches the decoder.
+    fn sign_raw(s: &Signer, value: &str) -> String {
+        format!("{value}:{}", signature(&s.keys[0], value))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(3000))]
+
+        #[test]
+        fn loads_never_panics_on_random_text(s in "\\PC{0,300}") {
+            let _ = db_signer().loads(&s, Some(10.0), T0);
+        }
+
+        #[test]
+        fn decoding_a_validly_signed_hostile_payload_never_panics(
+            dot in any::<bool>(),
+            body in "[A-Za-z0-9_=+/!.:-]{0,200}",
+            ts in "[-0-9A-Za-z!]{0,12}",
+        ) {
+            let s = db_signer();
+            let value = format!("{}{body}:{ts}", if dot { "." } else { "" });
+            let _ = s.loads(&sign_raw(&s, &value), Some(5.0), T0);
+        }
+
+        #[test]
+        fn decoding_signed_random_bytes_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300), zlib in any::<bool>()) {
+            use base64::Engine;
+            let s = db_signer();
+            let data = if zlib {
+                let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut z, &bytes).unwrap();
+                z.finish().unwrap()
+            } else {
+                bytes.clone()
+            };
+            let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&data);
+            let value = format!("{}{b64}:1r31eq", if zlib { "." } else { "" });
+            let _ = s.loads(&sign_raw(&s, &value), None, T0);
+        }
+
+        #[test]
+        fn cookie_parsing_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = crate::django::cookies::cookie_value(&bytes, "sessionid");
+            let _ = crate::django::cookies::parse_cookie(&bytes);
+        }
+    }
+
+    #[test]
+    fn a_zip_bomb_is_capped() {
+        let s = db_signer();
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        let zeros = vec![b' '; 1 << 20];
+        for _ in 0..(MAX_INFLATED_BYTES / zeros.len() + 2) {
+            std::io::Write::write_all(&mut z, &zeros).unwrap();
+        }
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(z.finish().unwrap());
+        let signed = sign_raw(&s, &format!(".{b64}:1r31eq"));
+        assert_eq!(
+            s.loads(&signed, None, T0),
+            Err(SigningError::Malformed("inflated payload too large"))
+        );
+    }
 }

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use tokio_postgres::{Client, NoTls, Statement};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Row, Statement};
 
 use super::{user_select_list, QueryCounter, SessionRow, StoreError, StoreSettings};
 use crate::django::auth::{Pk, PkType, UserRow};
@@ -77,7 +78,9 @@ impl PgStore {
         );
         Ok(PgStore {
             config,
-            slots: (0..settings.pool_size.max(1)).map(|_| Slot::default()).collect(),
+            slots: (0..settings.pool_size.max(1))
+                .map(|_| Slot::default())
+                .collect(),
             next: AtomicUsize::new(0),
             session_sql,
             user_sql,
@@ -86,8 +89,13 @@ impl PgStore {
         })
     }
 
-    async fn conn(&self) -> Result<Arc<Conn>, StoreError> {
-        let slot = &self.slots[self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len()];
+    async fn conn(&self) -> Result<(usize, Arc<Conn>), StoreError> {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len();
+        self.slot_conn(i).await.map(|c| (i, c))
+    }
+
+    async fn slot_conn(&self, i: usize) -> Result<Arc<Conn>, StoreError> {
+        let slot = &self.slots[i];
         if let Some(c) = slot.live.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             if !c.client.is_closed() {
                 return Ok(c.clone());
@@ -116,23 +124,52 @@ impl PgStore {
         });
         let session = client.prepare(&self.session_sql).await?;
         let user = client.prepare(&self.user_sql).await?;
-        Ok(Conn { client, session, user, driver })
+        Ok(Conn {
+            client,
+            session,
+            user,
+            driver,
+        })
     }
 
-    async fn timed<T>(
+    /// One query, bounded by the timeout. A connection found dead (the database restarted,
+    /// an admin killed it) is dropped and the query retried once on a fresh one.
+    async fn query_opt(
         &self,
-        f: impl std::future::Future<Output = Result<T, tokio_postgres::Error>>,
-    ) -> Result<T, StoreError> {
-        self.counter.bump();
-        match tokio::time::timeout(self.timeout, f).await {
-            Err(_) => Err(StoreError::Timeout(self.timeout)),
-            Ok(r) => r.map_err(StoreError::from),
+        user: bool,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        let mut attempt = 0;
+        loop {
+            let (i, c) = self.conn().await?;
+            let stmt = if user { &c.user } else { &c.session };
+            self.counter.bump();
+            let r = match tokio::time::timeout(self.timeout, c.client.query_opt(stmt, params)).await
+            {
+                Err(_) => Err(StoreError::Timeout(self.timeout)),
+                Ok(r) => r.map_err(StoreError::from),
+            };
+            match r {
+                Err(StoreError::Postgres(ref e))
+                    if attempt == 0 && (e.is_closed() || c.client.is_closed()) =>
+                {
+                    let mut live = self.slots[i].live.lock().unwrap_or_else(|p| p.into_inner());
+                    if live.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c)) {
+                        *live = None;
+                    }
+                    attempt += 1;
+                }
+                r => return r,
+            }
         }
     }
 
-    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
-        let c = self.conn().await?;
-        let row = self.timed(c.client.query_opt(&c.session, &[&key, &now])).await?;
+    pub async fn load_session(
+        &self,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<Option<SessionRow>, StoreError> {
+        let row = self.query_opt(false, &[&key, &now]).await?;
         Ok(row.map(|r| SessionRow {
             session_data: r.get(0),
             expires_at: r.get::<_, Option<f64>>(1).unwrap_or(0.0),
@@ -141,13 +178,9 @@ impl PgStore {
     }
 
     pub async fn load_user(&self, pk: Pk) -> Result<Option<UserRow>, StoreError> {
-        let c = self.conn().await?;
         let row = match pk {
-            Pk::Int(i) => self.timed(c.client.query_opt(&c.user, &[&i])).await?,
-            Pk::Uuid(u) => {
-                let s = Pk::Uuid(u).to_id_string();
-                self.timed(c.client.query_opt(&c.user, &[&s])).await?
-            }
+            Pk::Int(i) => self.query_opt(true, &[&i]).await?,
+            Pk::Uuid(u) => self.query_opt(true, &[&Pk::Uuid(u).to_id_string()]).await?,
         };
         Ok(row.map(|r| UserRow {
             id: r.get::<_, Option<String>>(0).unwrap_or_default(),

@@ -59,7 +59,11 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self.permits.acquire().await.map_err(|e| StoreError::Worker(e.to_string()))?;
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
         self.counter.bump();
         let idle = self.idle.clone();
         let path = self.path.clone();
@@ -83,7 +87,11 @@ impl SqliteStore {
         }
     }
 
-    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
+    pub async fn load_session(
+        &self,
+        key: &str,
+        now: SystemTime,
+    ) -> Result<Option<SessionRow>, StoreError> {
         let sql = self.session_sql.clone();
         let key = key.to_owned();
         let now = python_datetime_str(now);
@@ -92,11 +100,17 @@ impl SqliteStore {
             stmt.query_row(rusqlite::params![key, now], |r| {
                 let data: String = r.get(0)?;
                 let expires = match r.get_ref(1)? {
-                    ValueRef::Text(t) => parse_django_datetime(&String::from_utf8_lossy(t)).unwrap_or(0.0),
+                    ValueRef::Text(t) => {
+                        parse_django_datetime(&String::from_utf8_lossy(t)).unwrap_or(0.0)
+                    }
                     _ => 0.0,
                 };
                 let live: Option<bool> = r.get(2)?;
-                Ok(SessionRow { session_data: data, expires_at: expires, live: live.unwrap_or(false) })
+                Ok(SessionRow {
+                    session_data: data,
+                    expires_at: expires,
+                    live: live.unwrap_or(false),
+                })
             })
             .optional()
         })
@@ -172,7 +186,12 @@ pub fn python_datetime_str(t: SystemTime) -> String {
     let micros = d.subsec_micros();
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, dd) = civil_from_days(days);
-    let base = format!("{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
+    let base = format!(
+        "{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem / 60 % 60,
+        rem % 60
+    );
     if micros == 0 {
         base
     } else {
@@ -230,8 +249,17 @@ mod tests {
     fn datetime_text_matches_python_str() {
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(python_datetime_str(t), "2023-11-14 22:13:20");
-        assert_eq!(python_datetime_str(t + Duration::from_micros(5)), "2023-11-14 22:13:20.000005");
-        assert_eq!(parse_django_datetime("2023-11-14 22:13:20.5"), Some(1_700_000_000.5));
-        assert_eq!(parse_django_datetime("2000-02-29 00:00:00"), Some(951_782_400.0));
+        assert_eq!(
+            python_datetime_str(t + Duration::from_micros(5)),
+            "2023-11-14 22:13:20.000005"
+        );
+        assert_eq!(
+            parse_django_datetime("2023-11-14 22:13:20.5"),
+            Some(1_700_000_000.5)
+        );
+        assert_eq!(
+            parse_django_datetime("2000-02-29 00:00:00"),
+            Some(951_782_400.0)
+        );
     }
 }
