@@ -27,6 +27,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
 use crate::config::Config;
+use crate::django::SessionBridge;
 use crate::downstream::Downstream;
 use crate::hub::Hub;
 use crate::proxy::UpstreamTime;
@@ -48,6 +49,9 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The session bridge cannot be built from `[django]`.
+    #[error("cannot set up the session bridge: {0}")]
+    Bridge(#[from] crate::django::BridgeBuildError),
 }
 
 /// A started Switchyard: its bound addresses and the handle to stop it.
@@ -90,7 +94,8 @@ pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
     };
     let hub = Hub::new(config.websocket.max_per_user, config.websocket.max_per_ip);
     let lifecycle = Lifecycle { graceful: running.graceful.clone(), tasks: running.tasks.clone() };
-    let websockets = Websockets::new(&config, None, hub, lifecycle);
+    let bridge = config.django.as_ref().and_then(|d| d.bridge_settings()).map(SessionBridge::new).transpose()?;
+    let websockets = Websockets::new(&config, bridge, hub, lifecycle);
     let router = Router::new(&config, websockets);
     let shared = Arc::new(Shared { router, http: http_builder(&config), config: config.clone() });
     for addr in &config.server.listen.0 {

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod browser;
 pub mod django;
 pub mod session_fixtures;
 pub mod ws;
