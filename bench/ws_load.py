@@ -216,7 +216,7 @@ async def mode_idle(args, target, share, first, report):
         async with semaphore:
             try:
                 clients.append(await target.open(i))
-            except (OSError, Refused, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError, Refused) as error:
                 failures.append(repr(error))
 
     started = time.perf_counter()
@@ -247,7 +247,7 @@ async def mode_handshake(args, target, share, first, report):
                 await asyncio.wait_for(client.roundtrip(b"x"), HANDSHAKE_TIMEOUT)
                 client.close()
                 done += 1
-            except (OSError, Refused, asyncio.TimeoutError) as error:
+            except (TimeoutError, OSError, Refused) as error:
                 failures.append(repr(error))
 
     await asyncio.gather(*(worker() for _ in range(args.concurrency)))
