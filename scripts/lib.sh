@@ -130,6 +130,8 @@ toml_string() {
 switchyard_knows_django() {
     local bin=$1 probe=$2/django-probe.toml database=$3 status=0
     cat >"$probe" <<TOML
+[server]
+listen = "127.0.0.1:9"
 [upstream]
 url = "http://127.0.0.1:9"
 [django]
