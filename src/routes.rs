@@ -60,11 +60,6 @@ impl Routes {
             (_, false) => Decision::Forward,
         }
     }
-
-    /// Every route, for the hub's per-route groups.
-    pub fn all(&self) -> impl Iterator<Item = &Arc<RouteConfig>> {
-        self.routes.iter().chain(self.fallback.iter())
-    }
 }
 
 /// True when `origin` (the request's `Origin` header) may open a socket on `route`;

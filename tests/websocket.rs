@@ -170,9 +170,18 @@ async fn plain_http_on_a_require_route_is_400_and_on_accept_goes_to_django() {
     welcome(&mut socket).await;
 }
 
-/// Sends raw handshake bytes and returns the status line and body.
-async fn raw_handshake(addr: std::net::SocketAddr, request: &str) -> String {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+
+/// Sends a handshake for `/ws/` with these header lines (after `Host`) as raw bytes; returns
+/// the response head and body as text.
+async fn raw_handshake(sy: &switchyard::server::Running, lines: &[&str]) -> String {
+    let mut request = String::from("GET /ws/ HTTP/1.1\r\nHost: x\r\n");
+    for line in lines {
+        request.push_str(line);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    let mut stream = tokio::net::TcpStream::connect(sy.plain_addrs[0]).await.unwrap();
     stream.write_all(request.as_bytes()).await.unwrap();
     let mut buf = vec![0; 4096];
     let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf)).await.unwrap().unwrap();
@@ -182,11 +191,8 @@ async fn raw_handshake(addr: std::net::SocketAddr, request: &str) -> String {
 #[tokio::test]
 async fn malformed_key_is_400_with_a_reason() {
     let sy = switchyard_with(JSON_ROUTE).await;
-    let response = raw_handshake(
-        sy.plain_addrs[0],
-        "GET /ws/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n",
-    )
-    .await;
+    let lines = ["Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 13", "Sec-WebSocket-Key: short"];
+    let response = raw_handshake(&sy, &lines).await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
     assert!(response.contains("Sec-WebSocket-Key"), "{response}");
 }
@@ -194,22 +200,17 @@ async fn malformed_key_is_400_with_a_reason() {
 #[tokio::test]
 async fn missing_connection_upgrade_is_400() {
     let sy = switchyard_with(JSON_ROUTE).await;
-    let response = raw_handshake(
-        sy.plain_addrs[0],
-        "GET /ws/ HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await;
+    let key = format!("Sec-WebSocket-Key: {KEY}");
+    let response = raw_handshake(&sy, &["Upgrade: websocket", "Sec-WebSocket-Version: 13", &key]).await;
     assert!(response.starts_with("HTTP/1.1 400"), "{response}");
 }
 
 #[tokio::test]
 async fn wrong_version_is_426_naming_13() {
     let sy = switchyard_with(JSON_ROUTE).await;
-    let response = raw_handshake(
-        sy.plain_addrs[0],
-        "GET /ws/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await;
+    let key = format!("Sec-WebSocket-Key: {KEY}");
+    let response =
+        raw_handshake(&sy, &["Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Version: 8", &key]).await;
     assert!(response.starts_with("HTTP/1.1 426"), "{response}");
     assert!(response.to_ascii_lowercase().contains("sec-websocket-version: 13"), "{response}");
 }
@@ -217,11 +218,16 @@ async fn wrong_version_is_426_naming_13() {
 #[tokio::test]
 async fn accepted_handshake_never_advertises_permessage_deflate() {
     let sy = switchyard_with(JSON_ROUTE).await;
-    let response = raw_handshake(
-        sy.plain_addrs[0],
-        "GET /ws/ HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Protocol: chat\r\n\r\n",
-    )
-    .await;
+    let key = format!("Sec-WebSocket-Key: {KEY}");
+    let lines = [
+        "Connection: Upgrade",
+        "Upgrade: websocket",
+        "Sec-WebSocket-Version: 13",
+        &key,
+        "Sec-WebSocket-Extensions: permessage-deflate",
+        "Sec-WebSocket-Protocol: chat",
+    ];
+    let response = raw_handshake(&sy, &lines).await;
     assert!(response.starts_with("HTTP/1.1 101"), "{response}");
     assert!(response.contains("s3pPLMBiTxaQ9kYGzzhZRbK+xOo="), "{response}");
     let lower = response.to_ascii_lowercase();
