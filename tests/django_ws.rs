@@ -7,6 +7,7 @@ mod support;
 
 use std::time::Duration;
 
+use futures_util::SinkExt;
 use serde_json::json;
 use support::browser::{json, Browser};
 use support::ws::*;
@@ -208,4 +209,40 @@ async fn unreachable_session_store_refuses_the_upgrade_with_503() {
         refused_status(site.sy.plain_addrs[0], "/ws/", &[("origin", origin.as_str()), ("cookie", cookie.as_str())])
             .await;
     assert_eq!(status, 503);
+}
+
+#[tokio::test]
+async fn sockets_past_the_user_cap_get_429() {
+    let site = Site::with("max_per_user = 1").await;
+    let cookie = site.logged_in().await;
+    let mut first = site.socket("/ws/", &cookie).await;
+    welcome(&mut first).await;
+    let origin = format!("http://{}", site.browser.host());
+    let headers = [("origin", origin.as_str()), ("cookie", cookie.as_str())];
+    assert_eq!(refused_status(site.sy.plain_addrs[0], "/ws/", &headers).await, 429);
+    // Anonymous sockets from the same address are not that user's.
+    let mut anonymous = site.socket("/ws/", "").await;
+    welcome(&mut anonymous).await;
+}
+
+#[tokio::test]
+async fn push_to_a_user_reaches_every_socket_of_that_user_only() {
+    let site = Site::start().await;
+    let cookie = site.logged_in().await;
+    let mut tab1 = site.socket("/ws/", &cookie).await;
+    let mut tab2 = site.socket("/ws/", &cookie).await;
+    let mut stranger = site.socket("/ws/", "").await;
+    let user_id = welcome(&mut tab1).await["user"]["id"].clone();
+    welcome(&mut tab2).await;
+    welcome(&mut stranger).await;
+    let pushes = json!([{"user": user_id, "event": "note", "data": "for demo"}]);
+    let frame = json!({"id": 1, "demo.push": {"push": pushes}});
+    stranger.send(tokio_tungstenite::tungstenite::Message::text(frame.to_string())).await.unwrap();
+    // Pushes are queued before the reply, so a push to the stranger would come first.
+    let reply = next_json(&mut stranger).await;
+    assert_eq!(reply["id"], 1, "the stranger got something else first: {reply}");
+    assert_eq!(reply["demo.push"]["result"]["ok"], true, "{reply}");
+    for tab in [&mut tab1, &mut tab2] {
+        assert_eq!(next_json(tab).await, json!({"push": {"event": "note", "data": "for demo"}}));
+    }
 }
