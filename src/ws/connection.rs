@@ -49,7 +49,8 @@ pub(super) async fn run(mut ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc
         };
         return close(&mut ws, code, reason).await;
     }
-    if let Err((code, reason)) = on_connect(&caller, &shared).await {
+    // Rarely-run steps are boxed so their futures do not sit in every idle socket's task.
+    if let Err((code, reason)) = Box::pin(on_connect(&caller, &shared)).await {
         return close(&mut ws, code, &reason).await;
     }
     let (outbox, inbox) = hub::outbox(shared.config.outbox_messages, shared.config.outbox_bytes.as_usize());
@@ -74,7 +75,7 @@ pub(super) async fn run(mut ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc
     if let Ending::Close(code, reason) = ending {
         close(&mut socket.ws, code, reason).await;
     }
-    finish(socket, registration).await;
+    Box::pin(finish(socket, registration)).await;
 }
 
 /// Unregisters, stops the socket's command tasks and reports the disconnect exactly once.
@@ -145,7 +146,7 @@ impl Socket {
                     }
                 }
                 _ = ping.tick() => self.keepalive(last_heard).await,
-                _ = revalidate.tick() => self.revalidate().await,
+                _ = revalidate.tick() => Box::pin(self.revalidate()).await,
             };
             if let ControlFlow::Break(ending) = flow {
                 return ending;
@@ -272,6 +273,10 @@ fn read_error(e: &WsError) -> Ending {
 /// Sends our close frame and waits for the peer's, so the TCP connection ends cleanly; a
 /// peer that reads nothing cannot hold the socket past the timeout.
 async fn close(ws: &mut Ws, code: u16, reason: &str) {
+    Box::pin(close_handshake(ws, code, reason)).await
+}
+
+async fn close_handshake(ws: &mut Ws, code: u16, reason: &str) {
     let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
     let handshake = async {
         if ws.close(Some(frame)).await.is_ok() {

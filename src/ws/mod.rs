@@ -121,7 +121,7 @@ impl Websockets {
             path: req.uri().path().to_string(),
             query: req.uri().query().unwrap_or("").to_string(),
             user,
-            host: req.headers().get(header::HOST).cloned(),
+            host: req.headers().get(header::HOST).map(owned),
             cookie,
             forwarded_for: forwarded_for(req, downstream),
             scheme: scheme(req, downstream),
@@ -184,7 +184,13 @@ fn merged_cookie<B>(req: &Request<B>) -> Option<HeaderValue> {
         copy.append(header::COOKIE, value.clone());
     }
     headers::merge_cookies(&mut copy);
-    copy.remove(header::COOKIE)
+    copy.remove(header::COOKIE).as_ref().map(owned)
+}
+
+/// A copy that owns its bytes. hyper's header values are slices of the connection's read
+/// buffer (~16 KiB); a socket that kept one would keep that whole buffer for its life.
+fn owned(value: &HeaderValue) -> HeaderValue {
+    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
 /// The browser's address: the peer, or behind a trusted proxy the last address it appended.
