@@ -32,6 +32,21 @@ pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<Cow<'a, str>> {
     found.map(|raw| unquote(latin1(raw)))
 }
 
+/// Several `Cookie` headers (HTTP/2 clients may split them) as one, joined with `"; "` as
+/// Django 6 joins them (django-session-format.md §5). Forward the same merged header to
+/// Django so that both read the same cookies.
+pub fn merge_headers<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for h in headers {
+        let h = h.strip_suffix(b"; ").unwrap_or(h);
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(h);
+    }
+    out
+}
+
 /// Every cookie in the header, in Django's dict semantics (last duplicate wins, kept at
 /// the position where the name first appeared). Used by tests and the `whois` command.
 pub fn parse_cookie(header: &[u8]) -> Vec<(String, String)> {
@@ -175,6 +190,16 @@ mod tests {
     #[test]
     fn value_keeps_later_equals_signs() {
         assert_eq!(get("sessionid=a=b", "sessionid").as_deref(), Some("a=b"));
+    }
+
+    #[test]
+    fn several_headers_merge_with_semicolons() {
+        let merged = merge_headers([&b"a=1; "[..], b"sessionid=K"]);
+        assert_eq!(merged, b"a=1; sessionid=K");
+        assert_eq!(
+            get(std::str::from_utf8(&merged).unwrap(), "sessionid").as_deref(),
+            Some("K")
+        );
     }
 
     #[test]

@@ -171,7 +171,7 @@ impl SessionBridge {
                 Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store))
             }
             Database::Postgres(url) => {
-                Store::Postgres(store::postgres::PgStore::new(url, &s.store)?)
+                Store::Postgres(Box::new(store::postgres::PgStore::new(url, &s.store)?))
             }
         };
         Ok(SessionBridge {
@@ -264,7 +264,9 @@ fn unix_secs(t: SystemTime) -> f64 {
 }
 
 fn from_unix_secs(s: f64) -> Option<SystemTime> {
-    (s.is_finite() && s >= 0.0 && s < 1e15).then(|| UNIX_EPOCH + Duration::from_secs_f64(s))
+    (0.0..1e15)
+        .contains(&s)
+        .then(|| UNIX_EPOCH + Duration::from_secs_f64(s))
 }
 
 // === impl Inner ===

@@ -107,7 +107,7 @@ pub struct StoreSettings {
 /// The database a bridge reads.
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
-    Postgres(postgres::PgStore),
+    Postgres(Box<postgres::PgStore>),
 }
 
 impl Store {

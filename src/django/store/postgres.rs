@@ -17,8 +17,14 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 use super::{user_select_list, QueryCounter, SessionRow, StoreError, StoreSettings};
 use crate::django::auth::{Pk, PkType, UserRow};
 
+/// Queries one pooled connection may have pipelined at once. Bounds what a flood of
+/// distinct unknown keys can put on the database: past it, loads wait (within the
+/// query timeout) instead of piling up in PostgreSQL.
+const MAX_PIPELINED_PER_CONNECTION: usize = 16;
+
 pub struct PgStore {
     config: tokio_postgres::Config,
+    in_flight: tokio::sync::Semaphore,
     slots: Vec<Slot>,
     next: AtomicUsize,
     session_sql: String,
@@ -78,6 +84,9 @@ impl PgStore {
         );
         Ok(PgStore {
             config,
+            in_flight: tokio::sync::Semaphore::new(
+                settings.pool_size.max(1) * MAX_PIPELINED_PER_CONNECTION,
+            ),
             slots: (0..settings.pool_size.max(1))
                 .map(|_| Slot::default())
                 .collect(),
@@ -139,6 +148,10 @@ impl PgStore {
         user: bool,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
+        let _permit = tokio::time::timeout(self.timeout, self.in_flight.acquire())
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))?
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
         let mut attempt = 0;
         loop {
             let (i, c) = self.conn().await?;
