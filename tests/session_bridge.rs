@@ -231,6 +231,13 @@ async fn store_down_is_anonymous_under_the_anonymous_policy() {
 }
 
 #[tokio::test]
+async fn a_recheck_during_an_outage_is_an_error_even_under_the_anonymous_policy() {
+    let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Anonymous);
+    break_database(&db);
+    assert!(bridge.recheck(case(&f, "login_alice").cookie.as_bytes()).await.is_err());
+}
+
+#[tokio::test]
 async fn cached_answers_keep_serving_while_the_store_is_down() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
     let alice = case(&f, "login_alice");

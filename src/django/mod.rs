@@ -206,6 +206,28 @@ impl SessionBridge {
     /// [`SessionBridge::resolve`] for a cookie value already extracted (a session key, or
     /// a whole signed cookie for `signed_cookies`). Used by `whois`.
     pub async fn resolve_value(&self, value: &str) -> Result<Identity, StoreUnavailable> {
+        match self.lookup(value).await {
+            Err(_) if self.inner.on_store_error == StoreErrorPolicy::Anonymous => {
+                Ok(Identity::Anonymous(Anonymous::StoreUnavailable))
+            }
+            other => other,
+        }
+    }
+
+    /// Re-check the session of an open socket (the `revalidate` fallback to pushed
+    /// revocation). Unlike [`SessionBridge::resolve`], a store error is always `Err`,
+    /// whatever `on_store_error` says: the caller keeps the socket open and tries again
+    /// later, because a database outage must never log everybody out.
+    pub async fn recheck(&self, cookie_header: &[u8]) -> Result<Identity, StoreUnavailable> {
+        match cookies::cookie_value(cookie_header, &self.inner.cookie_name) {
+            None => Ok(Identity::Anonymous(Anonymous::NoCookie)),
+            Some(value) => self.lookup(&value).await,
+        }
+    }
+
+    /// Shape check, cache, then one shared load per key; store errors are logged once
+    /// per burst and returned.
+    async fn lookup(&self, value: &str) -> Result<Identity, StoreUnavailable> {
         let inner = &self.inner;
         if inner.engine != Engine::SignedCookies && !session_key_shape_ok(value) {
             return Ok(Identity::Anonymous(Anonymous::MalformedKey));
@@ -217,12 +239,7 @@ impl SessionBridge {
             Ok(entry) => Ok(entry.identity),
             Err(e) => {
                 inner.error_log.store_error(&e);
-                match inner.on_store_error {
-                    StoreErrorPolicy::Refuse => Err(StoreUnavailable(e)),
-                    StoreErrorPolicy::Anonymous => {
-                        Ok(Identity::Anonymous(Anonymous::StoreUnavailable))
-                    }
-                }
+                Err(StoreUnavailable(e))
             }
         }
     }
