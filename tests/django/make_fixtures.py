@@ -39,7 +39,8 @@ OLD_KEY = "fixture-old-secret-key-rotated-into-fallbacks"
 RETIRED_KEY = "fixture-retired-key-no-longer-a-fallback"
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 COOKIE_AGE = 1209600
-SCENARIOS = ("standard", "signed", "custom")
+SCENARIOS = ("standard", "signed", "custom", "bigint")
+ALLOW_ALL_BACKEND = "django.contrib.auth.backends.AllowAllUsersModelBackend"
 
 
 # --- driver -------------------------------------------------------------------------
@@ -60,7 +61,7 @@ def main():
     stamp_text = json.dumps(
         {
             "script": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-            "models": hashlib.sha256((HERE / "fxaccounts/models.py").read_bytes()).hexdigest(),
+            "models": [hashlib.sha256((HERE / m / "models.py").read_bytes()).hexdigest() for m in ("fxaccounts", "fxbigusers")],
             "django": django.get_version(),
             "pg": args.pg,
         }
@@ -120,9 +121,14 @@ def child(args, db, scenario):
     sys.path.insert(0, str(HERE))
     apps = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions"]
     user_model = "auth.User"
+    backends = [MODEL_BACKEND]
     if scenario == "custom":
         apps.append("fxaccounts")
         user_model = "fxaccounts.User"
+    if scenario == "bigint":
+        apps.append("fxbigusers")
+        user_model = "fxbigusers.User"
+        backends = [MODEL_BACKEND, ALLOW_ALL_BACKEND]
     engine = "django.contrib.sessions.backends." + ("signed_cookies" if scenario == "signed" else "db")
     settings.configure(
         SECRET_KEY=NEW_KEY,
@@ -132,6 +138,7 @@ def child(args, db, scenario):
         AUTH_USER_MODEL=user_model,
         SESSION_ENGINE=engine,
         SESSION_COOKIE_AGE=COOKIE_AGE,
+        AUTHENTICATION_BACKENDS=backends,
         USE_TZ=True,
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF=__name__,
@@ -151,13 +158,14 @@ def child(args, db, scenario):
     from django.core.management import call_command
 
     call_command("migrate", run_syncdb=True, verbosity=0)
-    maker = {"standard": StandardCases, "signed": SignedCases, "custom": CustomCases}[scenario]()
+    maker = {"standard": StandardCases, "signed": SignedCases, "custom": CustomCases, "bigint": BigintCases}[scenario]()
     maker.build()
     cases = [dict(c, django=oracle(c["cookie"])) for c in maker.cases]
     user_table = {
         "standard": ("auth_user", "int", "username"),
         "signed": ("auth_user", "int", "username"),
         "custom": ("fxaccounts_user", "uuid", "email"),
+        "bigint": ("fxbigusers_user", "int", "username"),
     }[scenario]
     doc = {
         "django": django.get_version(),
@@ -170,7 +178,7 @@ def child(args, db, scenario):
             "database": url,
             "session_cookie_name": "sessionid",
             "session_cookie_age": COOKIE_AGE,
-            "authentication_backends": [MODEL_BACKEND],
+            "authentication_backends": backends,
             "user_table": user_table[0],
             "user_pk_type": user_table[1],
             "user_username_column": user_table[2],
@@ -553,6 +561,24 @@ class CustomCases(DbCases):
         import uuid
 
         self.add("id_unknown_uuid", f"sessionid={self.store(dict(fields, _auth_user_id=str(uuid.uuid4())))}", "no_such_user")
+
+
+class BigintCases(DbCases):
+    """A custom user model with a 64-bit pk, and AllowAllUsersModelBackend configured."""
+
+    def build(self):
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+        big = User.objects.create_user("big", "pw", id=9007199254740993)
+        self.add("login_pk_past_2_pow_53", f"sessionid={session_cookie(self.login(big))}")
+        fields = self.auth_fields(big)
+        self.add("id_out_of_bigint_range", f"sessionid={self.store(dict(fields, _auth_user_id=str(2**70)))}", "no_such_user")
+        sleepy = User.objects.create_user("sleepy", "pw", id=9007199254740999, is_active=False)
+        c = client()
+        c.force_login(sleepy, backend=ALLOW_ALL_BACKEND)
+        self.add("inactive_user_allowed_by_allow_all_backend", f"sessionid={session_cookie(c)}")
+        self.add("inactive_user_via_model_backend", f"sessionid={self.store(self.auth_fields(sleepy))}", "inactive")
 
 
 if __name__ == "__main__":
