@@ -100,6 +100,30 @@ fn main() {
             (bridge.store_queries() - q0) as f64 / headers.len() as f64
         );
 
+        // Reload of known keys (cache entries dropped, as after the TTL or a revalidation):
+        // one joined query each.
+        for k in &keys {
+            bridge.invalidate_session(k).await;
+        }
+        let q0 = bridge.store_queries();
+        let start = Instant::now();
+        let users = stream::iter(&headers)
+            .map(|h| bridge.resolve(h))
+            .buffer_unordered(UNCACHED_CONCURRENCY)
+            .filter(|r| std::future::ready(matches!(r, Ok(Identity::User(_)))))
+            .count()
+            .await;
+        let el = start.elapsed();
+        assert_eq!(users, headers.len());
+        println!(
+            "reload_per_sec {:.0}",
+            headers.len() as f64 / el.as_secs_f64()
+        );
+        println!(
+            "reload_queries_per_resolution {:.2}",
+            (bridge.store_queries() - q0) as f64 / headers.len() as f64
+        );
+
         // Uncached, one at a time (Django's pattern): latency rather than throughput.
         let fresh = SessionBridge::new(settings(secret, db, 1_000_000)).unwrap();
         let _ = fresh.resolve(b"sessionid=warmupwarmupwarmup").await;

@@ -45,6 +45,8 @@ pub const DEFAULT_USER_TABLE: &str = "auth_user";
 pub const DEFAULT_POOL_SIZE: usize = 4;
 /// Long enough for a loaded database, short enough that an upgrade fails fast.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// A pk hint unused this long is dropped: well past `revalidate` and the cache TTL.
+const PK_HINT_TTI: Duration = Duration::from_secs(3600);
 /// Store errors are logged at most once per this window, with a count of the rest.
 const STORE_ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
 /// Django's `_get_new_session_key` makes 32 characters of `[a-z0-9]`; the column holds
@@ -144,6 +146,10 @@ struct Inner {
     policy: auth::AuthPolicy,
     store: Store,
     cache: IdentityCache,
+    /// Session key → the pk its session claimed last time. A session's user only changes
+    /// with a new key (login cycles it), so the guess is nearly always right, and lets a
+    /// re-resolution read the session and the user in one joined query.
+    pk_hints: moka::future::Cache<String, auth::Pk>,
     on_store_error: StoreErrorPolicy,
     error_log: BurstLog,
 }
@@ -183,6 +189,10 @@ impl SessionBridge {
                 policy,
                 store,
                 cache: IdentityCache::new(s.cache),
+                pk_hints: moka::future::Cache::builder()
+                    .max_capacity(s.cache.size)
+                    .time_to_idle(PK_HINT_TTI)
+                    .build(),
                 on_store_error: s.on_store_error,
                 error_log: BurstLog::default(),
             }),
@@ -297,6 +307,8 @@ impl Inner {
             user_id: None,
             session_expires: expires,
         };
+        // A user row already read in the same query as the session (see `pk_hints`).
+        let mut joined_user: Option<(auth::Pk, Option<auth::UserRow>)> = None;
         let (session, expires) = match self.engine {
             Engine::SignedCookies => {
                 match store::signed_cookies::load(
@@ -310,7 +322,17 @@ impl Inner {
                 }
             }
             Engine::Db | Engine::CachedDb => {
-                let Some(row) = self.store.load_session(key, now).await? else {
+                let row =
+                    match self.pk_hints.get(key).await {
+                        Some(pk) => self.store.load_session_with_user(key, now, pk).await?.map(
+                            |(row, user)| {
+                                joined_user = Some((pk, user));
+                                row
+                            },
+                        ),
+                        None => self.store.load_session(key, now).await?,
+                    };
+                let Some(row) = row else {
                     return Ok(anon(Anonymous::NoSuchSession, None));
                 };
                 if !row.live {
@@ -327,7 +349,13 @@ impl Inner {
             Ok(c) => c,
             Err(reason) => return Ok(anon(reason, expires)),
         };
-        let row = self.store.load_user(claims.pk).await?;
+        let row = match joined_user {
+            Some((guess, row)) if guess == claims.pk => row,
+            _ => self.store.load_user(claims.pk).await?,
+        };
+        if self.engine != Engine::SignedCookies {
+            self.pk_hints.insert(key.to_owned(), claims.pk).await;
+        }
         Ok(Entry {
             identity: self.policy.verify(&claims, row),
             user_id: Some(claims.pk.to_id_string().into()),

@@ -3,9 +3,13 @@
 //! itself. This module owns the SQL (parameterised; names from config validated and
 //! quoted) and the connections; it decides nothing about who is logged in.
 //!
-//! A resolution that misses the cache costs two queries on one connection: the session
-//! row, then the user row by pk. They cannot be one join: the user id lives inside the
-//! signed, usually zlib-compressed session blob, which the database cannot read.
+//! The first resolution of a session key costs two queries: the session row, then the
+//! user row by pk. They cannot be one join: the user id lives inside the signed, usually
+//! zlib-compressed session blob, which the database cannot read. Once a key has been seen,
+//! its pk is remembered, and later resolutions (after the cache TTL, invalidation,
+//! revalidation) are one query joining the session row to that user row; the pk the
+//! decoded session claims is checked against the guess, and a wrong guess costs the
+//! second query.
 
 pub mod postgres;
 pub mod signed_cookies;
@@ -123,6 +127,20 @@ impl Store {
         }
     }
 
+    /// The session row for `key` and, in the same query, the user row with primary key
+    /// `pk` (a guess from an earlier resolution). `None` when there is no session row.
+    pub async fn load_session_with_user(
+        &self,
+        key: &str,
+        now: SystemTime,
+        pk: Pk,
+    ) -> Result<Option<(SessionRow, Option<UserRow>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.load_session_with_user(key, now, pk).await,
+            Store::Postgres(s) => s.load_session_with_user(key, now, pk).await,
+        }
+    }
+
     /// The user row with primary key `pk`, `None` when there is none.
     pub async fn load_user(&self, pk: Pk) -> Result<Option<UserRow>, StoreError> {
         match self {
@@ -155,13 +173,14 @@ impl QueryCounter {
 
 /// The user query's select list, shared by both databases: optional columns become
 /// constants with Django's attribute defaults.
-fn user_select_list(u: &UserTable, cast_text: &str, cast_bool: &str) -> String {
+/// `alias` qualifies the columns ("u." in the joined query, "" alone).
+fn user_select_list(u: &UserTable, alias: &str, cast_text: &str, cast_bool: &str) -> String {
     let opt = |c: &Option<Ident>, default: &str| match c {
-        Some(c) => format!("{}{cast_bool}", c.quoted()),
+        Some(c) => format!("{alias}{}{cast_bool}", c.quoted()),
         None => default.to_owned(),
     };
     format!(
-        "{pk}{cast_text}, {un}{cast_text}, {pw}{cast_text}, {a}, {s}, {su}",
+        "{alias}{pk}{cast_text}, {alias}{un}{cast_text}, {alias}{pw}{cast_text}, {a}, {s}, {su}",
         pk = u.pk.quoted(),
         un = u.username.quoted(),
         pw = u.password.quoted(),
