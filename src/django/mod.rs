@@ -78,8 +78,8 @@ pub enum StoreErrorPolicy {
     Anonymous,
 }
 
-/// Where Django's database is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where Django's database is. `Debug` hides a PostgreSQL URL (it may hold a password).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// `sqlite://` + the path, taken literally.
     Sqlite(PathBuf),
@@ -90,6 +90,15 @@ pub enum Database {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("database URL must start with sqlite:// or postgres:// (or postgresql://)")]
 pub struct UnknownDatabaseScheme;
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            Database::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
 
 impl Database {
     pub fn parse(url: &str) -> Result<Self, UnknownDatabaseScheme> {

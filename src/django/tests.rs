@@ -50,3 +50,9 @@ fn signing_failures_map_to_reasons() {
         Anonymous::Corrupt
     );
 }
+
+#[test]
+fn a_postgres_url_never_prints() {
+    let db = Database::parse("postgres://u:hunter2@h/db").unwrap();
+    assert!(!format!("{db:?}").contains("hunter2"));
+}

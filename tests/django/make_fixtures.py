@@ -58,29 +58,49 @@ def main():
         return
     import django
 
-    stamp_text = json.dumps(
-        {
-            "script": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-            "models": [hashlib.sha256((HERE / m / "models.py").read_bytes()).hexdigest() for m in ("fxaccounts", "fxbigusers")],
-            "django": django.get_version(),
-            "pg": args.pg,
-        }
-    )
     out = Path(args.out)
-    stamp = out / "stamp.json"
-    fresh = stamp.exists() and stamp.read_text() == stamp_text and time.time() - stamp.stat().st_mtime < 3 * 86400
-    if fresh and all((out / db / sc / "cases.json").exists() for db in dbs(args) for sc in SCENARIOS):
-        print(f"{out}: up to date", file=sys.stderr)
-        return
+    out.mkdir(parents=True, exist_ok=True)
+    stamps = {}
     jobs = []
     for db in dbs(args):
+        # SQLite fixtures survive a new PostgreSQL cluster; PostgreSQL ones live in it.
+        stamps[db] = json.dumps(
+            {
+                "script": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+                "models": [hashlib.sha256((HERE / m / "models.py").read_bytes()).hexdigest() for m in ("fxaccounts", "fxbigusers")],
+                "django": django.get_version(),
+                "pg": args.pg if db == "postgres" else "",
+            }
+        )
+        stamp = out / f"stamp-{db}.json"
+        # Sessions expire after COOKIE_AGE (two weeks): regenerate well before.
+        fresh = stamp.exists() and stamp.read_text() == stamps[db] and time.time() - stamp.stat().st_mtime < 3 * 86400
+        if fresh and db == "postgres":
+            fresh = pg_databases_exist(args.pg, [f"{args.pg_db}_{sc}" for sc in SCENARIOS])
+        if fresh and all((out / db / sc / "cases.json").exists() for sc in SCENARIOS):
+            print(f"{out}/{db}: up to date", file=sys.stderr)
+            continue
+        stamp.unlink(missing_ok=True)
         for sc in SCENARIOS:
             cmd = [sys.executable, __file__, "--out", args.out, "--pg", args.pg, "--pg-db", args.pg_db, "--child", db, sc]
             jobs.append((db, sc, subprocess.Popen(cmd)))
     failed = [f"{db}/{sc}" for db, sc, p in jobs if p.wait() != 0]
     if failed:
         sys.exit(f"fixture generation failed: {', '.join(failed)}")
-    stamp.write_text(stamp_text)
+    for db in {db for db, _, _ in jobs}:
+        (out / f"stamp-{db}.json").write_text(stamps[db])
+
+
+def pg_databases_exist(url, names):
+    """A cluster on a reused port would match the stamp but lack the databases."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            found = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+    except psycopg.Error:
+        return False
+    return all(n in found for n in names)
 
 
 def dbs(args):
