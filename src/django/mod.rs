@@ -6,7 +6,13 @@
 //! auth hash. A session that fails any check is [`Identity::Anonymous`] with the reason;
 //! a database that cannot answer is [`StoreUnavailable`] under `on_store_error = "refuse"`
 //! (the caller answers 503) or anonymous under `"anonymous"`. Cached answers keep serving
-//! while the database is down. Routes, close codes and revalidation belong to callers.
+//! while the database is down. Open sockets re-check with [`SessionBridge::recheck`], where
+//! a store error is always an error (never a logout). Routes and close codes belong to
+//! callers; revocation pushed by Django arrives as `invalidate_session` / `invalidate_user`.
+//!
+//! Not covered: `USE_TZ = False` with a non-UTC `TIME_ZONE` (naive local `expire_date`),
+//! custom backends' own `get_user`, custom managers that filter users, and Django's side
+//! effects (flush, cycle_key), which Django performs on the next request it serves.
 //!
 //! Files: `cookies` (the header), `signing` (the envelope), `pyjson` (Python's JSON),
 //! `auth` (get_user and the identity), `store/` (SQLite, PostgreSQL, signed cookies),
