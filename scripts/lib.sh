@@ -123,3 +123,22 @@ toml_string() {
     s=${s//\"/\\\"}
     printf '"%s"' "$s"
 }
+
+# switchyard_knows_django BIN DIR DATABASE_URL: true when switchyard BIN accepts a
+# `[django]` section reading DATABASE_URL (probed with `check` on a scratch config in
+# DIR). Transitional: builds from before the session bridge's config refuse the section.
+switchyard_knows_django() {
+    local bin=$1 probe=$2/django-probe.toml database=$3 status=0
+    cat >"$probe" <<TOML
+[server]
+listen = "127.0.0.1:9"
+[upstream]
+url = "http://127.0.0.1:9"
+[django]
+secret_key_env = "DJANGO_SECRET_KEY"
+database = $(toml_string "$database")
+TOML
+    DJANGO_SECRET_KEY=${DJANGO_SECRET_KEY:-probe} "$bin" check --config "$probe" >/dev/null 2>&1 || status=$?
+    rm -f "$probe"
+    return "$status"
+}

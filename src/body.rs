@@ -12,9 +12,7 @@ pub type Body = BoxBody<Bytes, BoxError>;
 
 /// A whole body from bytes we already have.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed()
 }
 
 /// A short `text/plain` reply, used for every error Switchyard itself answers.
@@ -24,9 +22,6 @@ pub fn text(status: StatusCode, message: &str) -> Response<Body> {
     line.push('\n');
     let mut response = Response::new(full(line));
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
     response
 }

@@ -25,10 +25,7 @@ pub enum DevCertError {
     Generate(#[from] rcgen::Error),
     /// A file could not be written.
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
 }
 
 /// Names the certificate covers: what a developer types in a browser.
@@ -38,19 +35,14 @@ const NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 pub fn write(dir: &Path) -> Result<DevCert, DevCertError> {
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Switchyard development CA");
+    ca_params.distinguished_name.push(DnType::CommonName, "Switchyard development CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     let ca = ca_params.self_signed(&ca_key)?;
 
     let key = KeyPair::generate()?;
-    let mut params =
-        CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "localhost");
+    let mut params = CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())?;
+    params.distinguished_name.push(DnType::CommonName, "localhost");
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
     let leaf = params.signed_by(&key, &issuer)?;
 
@@ -60,10 +52,7 @@ pub fn write(dir: &Path) -> Result<DevCert, DevCertError> {
         key: dir.join("localhost-key.pem"),
     };
     let mkdir = std::fs::create_dir_all(dir);
-    mkdir.map_err(|source| DevCertError::Write {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    mkdir.map_err(|source| DevCertError::Write { path: dir.to_path_buf(), source })?;
     write_file(&out.ca, &ca.pem())?;
     write_file(&out.cert, &(leaf.pem() + &ca.pem()))?;
     write_file(&out.key, &key.serialize_pem())?;
@@ -71,8 +60,5 @@ pub fn write(dir: &Path) -> Result<DevCert, DevCertError> {
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), DevCertError> {
-    std::fs::write(path, text).map_err(|source| DevCertError::Write {
-        path: path.to_path_buf(),
-        source,
-    })
+    std::fs::write(path, text).map_err(|source| DevCertError::Write { path: path.to_path_buf(), source })
 }

@@ -5,13 +5,18 @@
 //! and TLS), `router` decides what each request is, `proxy` forwards plain HTTP to Django.
 
 pub mod body;
+pub mod commands;
 pub mod config;
 pub mod devcert;
 pub mod django;
 pub mod downstream;
 mod errors;
+pub mod hub;
+pub mod protocol;
 pub mod proxy;
 pub mod router;
+pub mod routes;
 pub mod server;
+pub mod ws;
 
 pub use errors::{error_chain, find_cause};

@@ -22,23 +22,13 @@ enum Command {
     /// Serve: plain HTTP to Django, WebSockets here.
     Run {
         /// The config file.
-        #[arg(
-            long,
-            short,
-            default_value = "switchyard.toml",
-            env = "SWITCHYARD_CONFIG"
-        )]
+        #[arg(long, short, default_value = "switchyard.toml", env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
     },
     /// Validate the config and print the effective config (secrets masked).
     Check {
         /// The config file.
-        #[arg(
-            long,
-            short,
-            default_value = "switchyard.toml",
-            env = "SWITCHYARD_CONFIG"
-        )]
+        #[arg(long, short, default_value = "switchyard.toml", env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
     },
     /// Show who a session belongs to, resolved exactly as an upgrade would resolve it.
@@ -103,9 +93,7 @@ fn check(path: PathBuf) -> ExitCode {
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Arc::new(load(&path)?);
     init_logging(&config.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         let running = switchyard::server::start(config.clone()).await?;
         shutdown_signal().await.context("cannot wait for signals")?;

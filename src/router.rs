@@ -1,5 +1,6 @@
-//! Decides what each downstream request is: a redirect to HTTPS, a WebSocket upgrade (no
-//! routes yet: 404), or plain HTTP for the upstream.
+//! Decides what each downstream request is: a redirect to HTTPS, a WebSocket upgrade under
+//! a route (or a refusal: 404 no route, 403 denied, 400 plain HTTP on a WebSocket-only
+//! path), or plain HTTP for the upstream.
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
@@ -8,34 +9,28 @@ use crate::body::{self, Body};
 use crate::config::Config;
 use crate::downstream::Downstream;
 use crate::proxy::Proxy;
+use crate::routes::{Decision, Routes};
+use crate::ws::Websockets;
 
 /// Shared, cheap-to-clone request router; built once at start.
 #[derive(Clone, Debug)]
 pub struct Router {
     proxy: Proxy,
+    routes: Routes,
+    websockets: Websockets,
     /// The TLS port plain requests are redirected to, when `redirect_to_https` is on.
     https_port: Option<u16>,
 }
 
 impl Router {
     /// Builds the router and the pooled upstream client from config.
-    pub fn new(config: &Config) -> Self {
+    pub fn new(config: &Config, websockets: Websockets) -> Self {
         let https_port = config
             .server
             .redirect_to_https
-            .then(|| {
-                config
-                    .server
-                    .tls
-                    .as_ref()
-                    .and_then(|t| t.listen.0.first())
-                    .map(|a| a.port())
-            })
+            .then(|| config.server.tls.as_ref().and_then(|t| t.listen.0.first()).map(|a| a.port()))
             .flatten();
-        Self {
-            proxy: Proxy::new(&config.upstream),
-            https_port,
-        }
+        Self { proxy: Proxy::new(&config.upstream), routes: Routes::new(config), websockets, https_port }
     }
 
     /// Answers one downstream request.
@@ -43,21 +38,24 @@ impl Router {
         if let (false, Some(port)) = (downstream.tls, self.https_port) {
             return redirect_to_https(&req, port);
         }
-        if is_websocket_upgrade(&req) {
-            return body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path");
+        match self.routes.decide(req.uri().path(), is_websocket_upgrade(&req)) {
+            Decision::Forward => self.proxy.forward(req, &downstream).await,
+            Decision::Upgrade(route) => self.websockets.upgrade(req, route, downstream).await,
+            Decision::NoRoute => body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path"),
+            Decision::Denied => body::text(StatusCode::FORBIDDEN, "WebSocket is not allowed on this path"),
+            Decision::WebsocketOnly => {
+                body::text(StatusCode::BAD_REQUEST, "this path takes WebSocket connections only")
+            }
         }
-        self.proxy.forward(req, &downstream).await
     }
 }
 
 /// True for an HTTP/1.1 WebSocket upgrade request (RFC 6455 §4.1), whatever else it carries.
 pub fn is_websocket_upgrade<B>(req: &Request<B>) -> bool {
-    req.headers().get_all(header::UPGRADE).iter().any(|v| {
-        v.to_str().is_ok_and(|v| {
-            v.split(',')
-                .any(|p| p.trim().eq_ignore_ascii_case("websocket"))
-        })
-    })
+    req.headers()
+        .get_all(header::UPGRADE)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.split(',').any(|p| p.trim().eq_ignore_ascii_case("websocket"))))
 }
 
 /// A 308 to the same host and path on the TLS port (308 keeps the method and body).

@@ -17,7 +17,8 @@ fn check(dir: &std::path::Path, text: &str) -> std::process::Output {
 #[test]
 fn check_prints_the_effective_config_and_exits_0() {
     let dir = tempfile::tempdir().unwrap();
-    let out = check(dir.path(), "[server]\nlisten = [\"127.0.0.1:8080\"]\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n");
+    let out =
+        check(dir.path(), "[server]\nlisten = [\"127.0.0.1:8080\"]\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n");
     assert!(out.status.success());
     let printed = String::from_utf8(out.stdout).unwrap();
     assert!(printed.contains("response_timeout = \"1m\""), "{printed}");
@@ -27,7 +28,8 @@ fn check_prints_the_effective_config_and_exits_0() {
 #[test]
 fn check_names_file_line_column_and_the_key_to_write_instead() {
     let dir = tempfile::tempdir().unwrap();
-    let out = check(dir.path(), "[server]\nlistn = [\"127.0.0.1:8080\"]\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n");
+    let out =
+        check(dir.path(), "[server]\nlistn = [\"127.0.0.1:8080\"]\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n");
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains("switchyard.toml:2:1:"), "{err}");

@@ -4,72 +4,31 @@
 
 mod support;
 
-use http::{header, Request, Response, StatusCode};
+use http::{header, Request, StatusCode};
+use support::browser::{json, set_cookie, Browser};
 use support::*;
-use switchyard::body::Body;
 
-/// Django behind Switchyard, and a way to send requests through.
+/// Django behind Switchyard, and a browser pointed at it.
 struct Site {
     _django: django::DjangoSite,
     sy: switchyard::server::Running,
+    browser: Browser,
 }
 
 impl Site {
     async fn start() -> Self {
         let django = django::start();
         let sy = start_switchyard(&minimal_config(&django.url, "")).await;
-        Self { _django: django, sy }
-    }
-
-    fn host(&self) -> String {
-        self.sy.plain_addrs[0].to_string()
-    }
-
-    async fn send(&self, request: http::request::Builder, body: Body) -> Response<hyper::body::Incoming> {
-        let request = request.header(header::HOST, self.host()).body(body).unwrap();
-        client().request(request).await.unwrap()
-    }
-
-    fn get(&self, path: &str) -> http::request::Builder {
-        Request::get(url(self.sy.plain_addrs[0], path))
-    }
-
-    fn post(&self, path: &str) -> http::request::Builder {
-        Request::post(url(self.sy.plain_addrs[0], path))
-            .header(header::ORIGIN, format!("http://{}", self.host()))
-            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-    }
-
-    /// GETs a form page; returns the csrftoken cookie and the form's csrfmiddlewaretoken.
-    async fn form_tokens(&self, path: &str) -> (String, String) {
-        let response = self.send(self.get(path), bytes_body("")).await;
-        assert_eq!(response.status(), StatusCode::OK);
-        let cookie = set_cookie(&response, "csrftoken").expect("Django sets csrftoken");
-        let html = String::from_utf8(read_body(response).await.to_vec()).unwrap();
-        (cookie, hidden_input(&html, "csrfmiddlewaretoken"))
+        let browser = Browser { addr: sy.plain_addrs[0] };
+        Self { _django: django, sy, browser }
     }
 }
 
-/// The value of cookie `name` in the response's Set-Cookie headers.
-fn set_cookie(response: &Response<hyper::body::Incoming>, name: &str) -> Option<String> {
-    response.headers().get_all(header::SET_COOKIE).iter().find_map(|v| {
-        let text = v.to_str().ok()?;
-        let (pair, _) = text.split_once(';').unwrap_or((text, ""));
-        let (key, value) = pair.split_once('=')?;
-        (key.trim() == name).then(|| value.to_string())
-    })
-}
-
-/// The value of `<input … name="NAME" value="…">` in a page.
-fn hidden_input(html: &str, name: &str) -> String {
-    let at = html.find(&format!("name=\"{name}\"")).expect("the form has the input");
-    let rest = &html[at..];
-    let value = rest.split("value=\"").nth(1).expect("the input has a value");
-    value.split('"').next().unwrap().to_string()
-}
-
-async fn json(response: Response<hyper::body::Incoming>) -> serde_json::Value {
-    serde_json::from_slice(&read_body(response).await).unwrap()
+impl std::ops::Deref for Site {
+    type Target = Browser;
+    fn deref(&self) -> &Browser {
+        &self.browser
+    }
 }
 
 #[tokio::test]
@@ -154,9 +113,10 @@ async fn upload_streams_to_django_with_and_without_length() {
     let data = vec![b'd'; 3 << 20];
     let response = site.send(Request::post(url(site.sy.plain_addrs[0], "/upload/")), bytes_body(data.clone())).await;
     assert_eq!(json(response).await["bytes"], 3 << 20);
-    let chunks = futures_util::stream::iter(
-        (0..48).map(|_| Ok::<_, switchyard::body::BoxError>(hyper::body::Frame::data(bytes::Bytes::from(vec![b'c'; 65536])))),
-    );
+    let chunks =
+        futures_util::stream::iter((0..48).map(|_| {
+            Ok::<_, switchyard::body::BoxError>(hyper::body::Frame::data(bytes::Bytes::from(vec![b'c'; 65536])))
+        }));
     let body = http_body_util::BodyExt::boxed(http_body_util::StreamBody::new(chunks));
     let response = site.send(Request::post(url(site.sy.plain_addrs[0], "/upload/")), body).await;
     assert_eq!(json(response).await["bytes"], 48 * 65536);

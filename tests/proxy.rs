@@ -19,13 +19,8 @@ async fn header_echo() -> Upstream {
     upstream(|req: Request<hyper::body::Incoming>| async move {
         let mut seen = serde_json::Map::new();
         for (name, value) in req.headers() {
-            let entry = seen
-                .entry(name.as_str().to_string())
-                .or_insert_with(|| serde_json::json!([]));
-            entry
-                .as_array_mut()
-                .unwrap()
-                .push(value.to_str().unwrap_or("").into());
+            let entry = seen.entry(name.as_str().to_string()).or_insert_with(|| serde_json::json!([]));
+            entry.as_array_mut().unwrap().push(value.to_str().unwrap_or("").into());
         }
         Response::new(bytes_body(serde_json::Value::Object(seen).to_string()))
     })
@@ -49,10 +44,7 @@ async fn upstream_status_headers_and_body_pass_unchanged() {
     })
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
-    let response = client()
-        .get(url(sy.plain_addrs[0], "/x").parse().unwrap())
-        .await
-        .unwrap();
+    let response = client().get(url(sy.plain_addrs[0], "/x").parse().unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::IM_A_TEAPOT);
     assert_eq!(response.headers()["x-teapot"], "yes");
     assert_eq!(response.headers().get_all("set-cookie").iter().count(), 2);
@@ -64,16 +56,11 @@ async fn path_query_method_and_body_reach_the_upstream() {
     let up = upstream(|req: Request<hyper::body::Incoming>| async move {
         let line = format!("{} {}", req.method(), req.uri());
         let body = req.into_body().collect().await.unwrap().to_bytes();
-        Response::new(bytes_body(format!(
-            "{line} {}",
-            String::from_utf8_lossy(&body)
-        )))
+        Response::new(bytes_body(format!("{line} {}", String::from_utf8_lossy(&body))))
     })
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
-    let request = Request::put(url(sy.plain_addrs[0], "/a/b?c=d&e=%20"))
-        .body(bytes_body("payload"))
-        .unwrap();
+    let request = Request::put(url(sy.plain_addrs[0], "/a/b?c=d&e=%20")).body(bytes_body("payload")).unwrap();
     let response = client().request(request).await.unwrap();
     assert_eq!(read_body(response).await, "PUT /a/b?c=d&e=%20 payload");
 }
@@ -81,10 +68,7 @@ async fn path_query_method_and_body_reach_the_upstream() {
 #[tokio::test]
 async fn chunked_request_body_streams_to_the_upstream() {
     let up = upstream(|req: Request<hyper::body::Incoming>| async move {
-        let chunked = req
-            .headers()
-            .get("transfer-encoding")
-            .is_some_and(|v| v == "chunked");
+        let chunked = req.headers().get("transfer-encoding").is_some_and(|v| v == "chunked");
         let len = req.into_body().collect().await.unwrap().to_bytes().len();
         Response::new(bytes_body(format!("chunked={chunked} len={len}")))
     })
@@ -92,14 +76,10 @@ async fn chunked_request_body_streams_to_the_upstream() {
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(4);
     let body = StreamBody::new(tokio_stream_from(rx)).boxed();
-    let request = Request::post(url(sy.plain_addrs[0], "/upload"))
-        .body(body)
-        .unwrap();
+    let request = Request::post(url(sy.plain_addrs[0], "/upload")).body(body).unwrap();
     let sending = tokio::spawn(async move {
         for _ in 0..10 {
-            tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 1000]))))
-                .await
-                .unwrap();
+            tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 1000])))).await.unwrap();
         }
     });
     let response = client().request(request).await.unwrap();
@@ -115,23 +95,16 @@ async fn chunked_response_streams_before_the_upstream_finishes() {
         async move {
             let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(2);
             tokio::spawn(async move {
-                tx.send(Ok(Frame::data(Bytes::from_static(b"first;"))))
-                    .await
-                    .unwrap();
+                tx.send(Ok(Frame::data(Bytes::from_static(b"first;")))).await.unwrap();
                 let _ = release.wait_for(|r| *r).await;
-                tx.send(Ok(Frame::data(Bytes::from_static(b"second"))))
-                    .await
-                    .unwrap();
+                tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await.unwrap();
             });
             Response::new(StreamBody::new(tokio_stream_from(rx)).boxed())
         }
     })
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
-    let response = client()
-        .get(url(sy.plain_addrs[0], "/stream").parse().unwrap())
-        .await
-        .unwrap();
+    let response = client().get(url(sy.plain_addrs[0], "/stream").parse().unwrap()).await.unwrap();
     let mut body = response.into_body();
     // The first chunk arrives while the upstream still holds the second one back.
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
@@ -144,32 +117,21 @@ async fn chunked_response_streams_before_the_upstream_finishes() {
 #[tokio::test]
 async fn trailers_pass_through_when_the_downstream_accepts_them() {
     let up = upstream(|req: Request<hyper::body::Incoming>| async move {
-        let te = req
-            .headers()
-            .get("te")
-            .map(|v| v.to_str().unwrap().to_string())
-            .unwrap_or_default();
+        let te = req.headers().get("te").map(|v| v.to_str().unwrap().to_string()).unwrap_or_default();
         let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(2);
         tokio::spawn(async move {
-            tx.send(Ok(Frame::data(Bytes::from(format!("te={te}")))))
-                .await
-                .unwrap();
+            tx.send(Ok(Frame::data(Bytes::from(format!("te={te}"))))).await.unwrap();
             let mut trailers = HeaderMap::new();
             trailers.insert("x-checksum", "abc123".parse().unwrap());
             tx.send(Ok(Frame::trailers(trailers))).await.unwrap();
         });
         let mut response = Response::new(StreamBody::new(tokio_stream_from(rx)).boxed());
-        response
-            .headers_mut()
-            .insert("trailer", "x-checksum".parse().unwrap());
+        response.headers_mut().insert("trailer", "x-checksum".parse().unwrap());
         response
     })
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
-    let request = Request::get(url(sy.plain_addrs[0], "/t"))
-        .header("te", "trailers")
-        .body(bytes_body(""))
-        .unwrap();
+    let request = Request::get(url(sy.plain_addrs[0], "/t")).header("te", "trailers").body(bytes_body("")).unwrap();
     let response = client().request(request).await.unwrap();
     let collected = response.into_body().collect().await.unwrap();
     let trailers = collected.trailers().cloned().expect("trailers arrive");
@@ -186,10 +148,7 @@ async fn slow_upstream_is_504() {
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "response_timeout = \"200ms\"")).await;
     let started = std::time::Instant::now();
-    let response = client()
-        .get(url(sy.plain_addrs[0], "/").parse().unwrap())
-        .await
-        .unwrap();
+    let response = client().get(url(sy.plain_addrs[0], "/").parse().unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     assert!(started.elapsed() < Duration::from_secs(4));
     assert!(String::from_utf8_lossy(&read_body(response).await).contains("took too long"));
@@ -198,21 +157,11 @@ async fn slow_upstream_is_504() {
 #[tokio::test]
 async fn upstream_down_is_502() {
     // Bind then drop: the port is free and nothing listens on it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let sy = start_switchyard(&minimal_config(&format!("http://127.0.0.1:{port}"), "")).await;
-    let response = client()
-        .get(url(sy.plain_addrs[0], "/").parse().unwrap())
-        .await
-        .unwrap();
+    let response = client().get(url(sy.plain_addrs[0], "/").parse().unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/plain; charset=utf-8"
-    );
+    assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
     assert!(String::from_utf8_lossy(&read_body(response).await).contains("bad gateway"));
 }
 
@@ -226,9 +175,7 @@ async fn declared_body_over_the_limit_is_413_without_reaching_upstream() {
     })
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "max_request_body = \"1KiB\"")).await;
-    let request = Request::post(url(sy.plain_addrs[0], "/"))
-        .body(bytes_body(vec![b'x'; 2048]))
-        .unwrap();
+    let request = Request::post(url(sy.plain_addrs[0], "/")).body(bytes_body(vec![b'x'; 2048])).unwrap();
     let response = client().request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
@@ -247,18 +194,13 @@ async fn chunked_body_over_the_limit_is_413() {
     let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(4);
     tokio::spawn(async move {
         for _ in 0..8 {
-            if tx
-                .send(Ok(Frame::data(Bytes::from(vec![b'x'; 1024]))))
-                .await
-                .is_err()
-            {
+            if tx.send(Ok(Frame::data(Bytes::from(vec![b'x'; 1024])))).await.is_err() {
                 break;
             }
         }
     });
-    let request = Request::post(url(sy.plain_addrs[0], "/"))
-        .body(StreamBody::new(tokio_stream_from(rx)).boxed())
-        .unwrap();
+    let request =
+        Request::post(url(sy.plain_addrs[0], "/")).body(StreamBody::new(tokio_stream_from(rx)).boxed()).unwrap();
     let response = client().request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
@@ -274,10 +216,7 @@ async fn spoofed_switchyard_headers_never_reach_the_upstream() {
         .unwrap();
     let seen = seen_headers(request).await;
     let names: Vec<&String> = seen.as_object().unwrap().keys().collect();
-    assert!(
-        names.iter().all(|n| !n.starts_with("x-switchyard-")),
-        "{names:?}"
-    );
+    assert!(names.iter().all(|n| !n.starts_with("x-switchyard-")), "{names:?}");
 }
 
 #[tokio::test]
@@ -290,10 +229,7 @@ async fn duplicate_cookie_headers_are_merged_into_one() {
         .body(bytes_body(""))
         .unwrap();
     let seen = seen_headers(request).await;
-    assert_eq!(
-        seen["cookie"],
-        serde_json::json!(["csrftoken=abc; sessionid=k3y"])
-    );
+    assert_eq!(seen["cookie"], serde_json::json!(["csrftoken=abc; sessionid=k3y"]));
 }
 
 #[tokio::test]
@@ -313,20 +249,14 @@ async fn forwarding_headers_from_an_untrusted_peer_are_replaced() {
     assert_eq!(seen["host"], serde_json::json!(["shop.example"]));
     assert_eq!(seen["x-forwarded-for"], serde_json::json!(["127.0.0.1"]));
     assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["http"]));
-    assert_eq!(
-        seen["x-forwarded-host"],
-        serde_json::json!(["shop.example"])
-    );
+    assert_eq!(seen["x-forwarded-host"], serde_json::json!(["shop.example"]));
     assert!(seen.get("x-drop-me").is_none());
 }
 
 #[tokio::test]
 async fn forwarding_headers_from_a_trusted_proxy_are_believed() {
     let up = header_echo().await;
-    let config = minimal_config(&up.url, "").replace(
-        "[upstream]",
-        "trusted_proxies = [\"127.0.0.0/8\"]\n[upstream]",
-    );
+    let config = minimal_config(&up.url, "").replace("[upstream]", "trusted_proxies = [\"127.0.0.0/8\"]\n[upstream]");
     let sy = start_switchyard(&config).await;
     let request = Request::get(url(sy.plain_addrs[0], "/"))
         .header("host", "shop.example")
@@ -335,25 +265,16 @@ async fn forwarding_headers_from_a_trusted_proxy_are_believed() {
         .body(bytes_body(""))
         .unwrap();
     let seen = seen_headers(request).await;
-    assert_eq!(
-        seen["x-forwarded-for"],
-        serde_json::json!(["203.0.113.7, 127.0.0.1"])
-    );
+    assert_eq!(seen["x-forwarded-for"], serde_json::json!(["203.0.113.7, 127.0.0.1"]));
     assert_eq!(seen["x-forwarded-proto"], serde_json::json!(["https"]));
 }
 
 #[tokio::test]
 async fn unix_socket_upstream_is_served() {
     let dir = tempfile::tempdir().unwrap();
-    let up = unix_upstream(&dir.path().join("up.sock"), |_| async {
-        reply(200, "over a unix socket")
-    })
-    .await;
+    let up = unix_upstream(&dir.path().join("up.sock"), |_| async { reply(200, "over a unix socket") }).await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
-    let response = client()
-        .get(url(sy.plain_addrs[0], "/").parse().unwrap())
-        .await
-        .unwrap();
+    let response = client().get(url(sy.plain_addrs[0], "/").parse().unwrap()).await.unwrap();
     assert_eq!(read_body(response).await, "over a unix socket");
 }
 
@@ -386,17 +307,13 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
     let addr = sy.plain_addrs[0];
-    let in_flight =
-        tokio::spawn(async move { client().get(url(addr, "/slow").parse().unwrap()).await });
+    let in_flight = tokio::spawn(async move { client().get(url(addr, "/slow").parse().unwrap()).await });
     entered_rx.recv().await.unwrap();
     let outcome = sy.shutdown(Duration::from_secs(5)).await;
     assert_eq!(outcome, switchyard::server::Shutdown::Clean);
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(read_body(response).await, "finished");
-    assert!(
-        tokio::net::TcpStream::connect(addr).await.is_err(),
-        "still accepting after shutdown"
-    );
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
 }
 
 #[tokio::test]
@@ -408,8 +325,7 @@ async fn shutdown_cuts_requests_that_outlive_the_grace_period() {
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
     let addr = sy.plain_addrs[0];
-    let in_flight =
-        tokio::spawn(async move { client().get(url(addr, "/").parse().unwrap()).await });
+    let in_flight = tokio::spawn(async move { client().get(url(addr, "/").parse().unwrap()).await });
     tokio::time::sleep(Duration::from_millis(100)).await;
     let outcome = sy.shutdown(Duration::from_millis(200)).await;
     assert_eq!(outcome, switchyard::server::Shutdown::Cut);
@@ -437,18 +353,11 @@ async fn plain_requests_are_redirected_to_https_when_asked() {
         .unwrap();
     let response = client().request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::PERMANENT_REDIRECT);
-    assert_eq!(
-        response.headers()["location"],
-        format!("https://localhost:{tls_port}/login/?next=/a")
-    );
+    assert_eq!(response.headers()["location"], format!("https://localhost:{tls_port}/login/?next=/a"));
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Adapts an mpsc receiver to a `Stream` for `StreamBody`.

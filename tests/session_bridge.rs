@@ -22,19 +22,13 @@ fn check(case: &Case, got: &Identity) -> Result<(), String> {
                 Err(format!("Django says {want}, Switchyard says {have}"))
             }
         }
-        (Some(want), Identity::Anonymous(r)) => Err(format!(
-            "Django says user {want}, Switchyard says anonymous: {r}"
-        )),
+        (Some(want), Identity::Anonymous(r)) => Err(format!("Django says user {want}, Switchyard says anonymous: {r}")),
         // Django answers 500 for a few corrupt sessions (an id that is not a pk); we say anonymous.
         (None, Identity::Anonymous(r)) => match &case.reason {
-            Some(label) if label != r.as_str() => Err(format!(
-                "anonymous as expected but for {r}, labelled {label}"
-            )),
+            Some(label) if label != r.as_str() => Err(format!("anonymous as expected but for {r}, labelled {label}")),
             _ => Ok(()),
         },
-        (None, Identity::User(u)) => {
-            Err(format!("Django says {django}, Switchyard says user {u:?}"))
-        }
+        (None, Identity::User(u)) => Err(format!("Django says {django}, Switchyard says user {u:?}")),
     };
     ok.map_err(|e| format!("{}: {e} (cookie {:?})", case.name, case.cookie))
 }
@@ -50,10 +44,7 @@ async fn run_fixture(version: &str, db: &str, scenario: &str) -> (usize, Vec<Str
                     failures.push(format!("[{version} {} {db} {scenario}] {e}", f.django));
                 }
             }
-            Err(e) => failures.push(format!(
-                "[{version} {db} {scenario}] {}: store error {e}",
-                case.name
-            )),
+            Err(e) => failures.push(format!("[{version} {db} {scenario}] {}: store error {e}", case.name)),
         }
     }
     (f.cases.len(), failures)
@@ -69,16 +60,8 @@ async fn all_versions_agree(db: &str) {
             failures.extend(f);
         }
     }
-    assert!(
-        total > 150,
-        "only {total} cases: are the fixtures complete?"
-    );
-    assert!(
-        failures.is_empty(),
-        "{} of {total} cases disagree with Django:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(total > 150, "only {total} cases: are the fixtures complete?");
+    assert!(failures.is_empty(), "{} of {total} cases disagree with Django:\n{}", failures.len(), failures.join("\n"));
 }
 
 #[tokio::test]
@@ -96,12 +79,7 @@ async fn a_second_lookup_is_answered_from_the_cache() {
     let f = fx::load("django52", "postgres", "standard");
     let bridge = fx::bridge(&f.settings);
     let alice = case(&f, "login_alice");
-    assert!(bridge
-        .resolve(alice.cookie.as_bytes())
-        .await
-        .unwrap()
-        .user()
-        .is_some());
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
     let before = bridge.store_queries();
     for _ in 0..100 {
         bridge.resolve(alice.cookie.as_bytes()).await.unwrap();
@@ -112,21 +90,11 @@ async fn a_second_lookup_is_answered_from_the_cache() {
 // === cache and store failure, on a copy of a Django-written SQLite file ===
 
 fn case<'a>(f: &'a Fixture, name: &str) -> &'a Case {
-    f.cases
-        .iter()
-        .find(|c| c.name == name)
-        .unwrap_or_else(|| panic!("no fixture case {name}"))
+    f.cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no fixture case {name}"))
 }
 
 /// A bridge over a private copy of the django52 standard SQLite database.
-fn sqlite_copy(
-    policy: StoreErrorPolicy,
-) -> (
-    tempfile::TempDir,
-    std::path::PathBuf,
-    SessionBridge,
-    Fixture,
-) {
+fn sqlite_copy(policy: StoreErrorPolicy) -> (tempfile::TempDir, std::path::PathBuf, SessionBridge, Fixture) {
     let f = fx::load("django52", "sqlite", "standard");
     let src = fx::root().join("django52/sqlite/standard/db.sqlite3");
     let dir = tempfile::tempdir().unwrap();
@@ -151,17 +119,10 @@ async fn negative_ttl_stops_a_flood_of_unknown_keys() {
 #[tokio::test]
 async fn malformed_keys_never_reach_the_store() {
     let (_dir, _db, bridge, _f) = sqlite_copy(StoreErrorPolicy::Refuse);
-    for bad in [
-        "short",
-        "UPPERCASEUPPERCASEUPPERCASE",
-        "has space in it!",
-        "x';DROP TABLE auth_user;--",
-        &"a".repeat(41),
-    ] {
-        let id = bridge
-            .resolve(format!("sessionid={bad}").as_bytes())
-            .await
-            .unwrap();
+    for bad in
+        ["short", "UPPERCASEUPPERCASEUPPERCASE", "has space in it!", "x';DROP TABLE auth_user;--", &"a".repeat(41)]
+    {
+        let id = bridge.resolve(format!("sessionid={bad}").as_bytes()).await.unwrap();
         assert_eq!(id, Identity::Anonymous(Anonymous::MalformedKey), "{bad}");
     }
     assert_eq!(bridge.store_queries(), 0);
@@ -180,11 +141,7 @@ async fn concurrent_misses_on_one_key_load_it_once() {
     for t in tasks {
         assert!(t.await.unwrap().user().is_some());
     }
-    assert_eq!(
-        bridge.store_queries(),
-        2,
-        "one session query and one user query"
-    );
+    assert_eq!(bridge.store_queries(), 2, "one session query and one user query");
 }
 
 #[tokio::test]
@@ -227,20 +184,14 @@ fn break_database(db: &std::path::Path) {
 async fn store_down_refuses_under_the_refuse_policy() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
     break_database(&db);
-    assert!(bridge
-        .resolve(case(&f, "login_alice").cookie.as_bytes())
-        .await
-        .is_err());
+    assert!(bridge.resolve(case(&f, "login_alice").cookie.as_bytes()).await.is_err());
 }
 
 #[tokio::test]
 async fn store_down_is_anonymous_under_the_anonymous_policy() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Anonymous);
     break_database(&db);
-    let id = bridge
-        .resolve(case(&f, "login_alice").cookie.as_bytes())
-        .await
-        .unwrap();
+    let id = bridge.resolve(case(&f, "login_alice").cookie.as_bytes()).await.unwrap();
     assert_eq!(id, Identity::Anonymous(Anonymous::StoreUnavailable));
 }
 
@@ -258,33 +209,17 @@ async fn a_recheck_during_an_outage_is_an_error_even_under_the_anonymous_policy(
 async fn cached_answers_keep_serving_while_the_store_is_down() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
     let alice = case(&f, "login_alice");
-    assert!(bridge
-        .resolve(alice.cookie.as_bytes())
-        .await
-        .unwrap()
-        .user()
-        .is_some());
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
     break_database(&db);
-    assert!(bridge
-        .resolve(alice.cookie.as_bytes())
-        .await
-        .unwrap()
-        .user()
-        .is_some());
-    assert!(bridge
-        .resolve(case(&f, "login_staff").cookie.as_bytes())
-        .await
-        .is_err());
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+    assert!(bridge.resolve(case(&f, "login_staff").cookie.as_bytes()).await.is_err());
 }
 
 #[tokio::test]
 async fn a_missing_database_file_is_a_store_error_not_a_crash() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
     std::fs::remove_file(&db).unwrap();
-    assert!(bridge
-        .resolve(case(&f, "login_alice").cookie.as_bytes())
-        .await
-        .is_err());
+    assert!(bridge.resolve(case(&f, "login_alice").cookie.as_bytes()).await.is_err());
 }
 
 /// Every fixture resolved twice, the second time through the one-query join (the pk is
@@ -322,36 +257,25 @@ async fn joined_reloads_agree_on_postgres() {
 async fn the_postgres_pool_reconnects_after_its_connections_are_killed() {
     let f = fx::load("django6", "postgres", "standard");
     let bridge = fx::bridge(&f.settings);
-    assert!(bridge
-        .resolve(case(&f, "login_alice").cookie.as_bytes())
-        .await
-        .unwrap()
-        .user()
-        .is_some());
+    assert!(bridge.resolve(case(&f, "login_alice").cookie.as_bytes()).await.unwrap().user().is_some());
     let url = f.settings.database.clone();
     let dbname = url.rsplit('/').next().unwrap().to_owned();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
     let driver = tokio::spawn(conn);
     client
-        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&dbname])
+        .execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            &[&dbname],
+        )
         .await
         .unwrap();
     drop(client);
     let _ = driver.await;
     // Every slot was killed; the next misses reconnect by themselves.
-    for name in [
-        "login_staff",
-        "login_superuser",
-        "signed_with_fallback_key",
-        "login_unicode_username",
-        "login_bigint_pk",
-    ] {
-        let id = bridge
-            .resolve(case(&f, name).cookie.as_bytes())
-            .await
-            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    for name in
+        ["login_staff", "login_superuser", "signed_with_fallback_key", "login_unicode_username", "login_bigint_pk"]
+    {
+        let id = bridge.resolve(case(&f, name).cookie.as_bytes()).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(id.user().is_some(), "{name}");
     }
 }

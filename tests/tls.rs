@@ -58,7 +58,8 @@ async fn http2_client_over_tls_trusting_the_dev_ca_is_served() {
         .await
         .expect("the dev certificate is trusted for localhost");
     assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let (mut sender, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(tls)).await.unwrap();
     tokio::spawn(conn);
     let port = sy.tls_addrs[0].port();
     let request = Request::get(format!("https://localhost:{port}/page"))

@@ -24,10 +24,7 @@ fn whois(config: &std::path::Path, value: &str, f: &fx::Fixture) -> (i32, String
         .arg(config)
         .arg(value)
         .env("SY_TEST_DJANGO_KEY", &f.settings.secret_key)
-        .env(
-            "SY_TEST_DJANGO_FALLBACKS",
-            serde_json::to_string(&f.settings.secret_key_fallbacks).unwrap(),
-        )
+        .env("SY_TEST_DJANGO_FALLBACKS", serde_json::to_string(&f.settings.secret_key_fallbacks).unwrap())
         .output()
         .unwrap();
     (
@@ -78,10 +75,7 @@ fn whois_prints_the_anonymous_reason_and_exits_1() {
 fn whois_with_an_unreachable_store_exits_2() {
     let f = fx::load("django52", "sqlite", "standard");
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(
-        dir.path(),
-        &format!("sqlite://{}/missing.sqlite3", dir.path().display()),
-    );
+    let cfg = config(dir.path(), &format!("sqlite://{}/missing.sqlite3", dir.path().display()));
     let (code, _, err) = whois(&cfg, &"a".repeat(32), &f);
     assert_eq!(code, 2);
     assert!(err.contains("session store unavailable"), "{err}");

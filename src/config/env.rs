@@ -69,10 +69,7 @@ pub enum SecretError {
     EnvUnset(String),
     /// The `*_file` key names a file that cannot be read.
     #[error("cannot read secret file `{path}`: {source}")]
-    FileUnreadable {
-        path: String,
-        source: std::io::Error,
-    },
+    FileUnreadable { path: String, source: std::io::Error },
     /// The variable or file is empty.
     #[error("`{0}` is empty")]
     Empty(String),
@@ -80,27 +77,13 @@ pub enum SecretError {
 
 /// Reads a secret from the variable `var` (when given) or the file `file`; trailing newlines
 /// of a file are trimmed because editors add them.
-pub fn read_secret(
-    env: &dyn Env,
-    var: Option<&str>,
-    file: Option<&Path>,
-) -> Result<Option<Secret>, SecretError> {
+pub fn read_secret(env: &dyn Env, var: Option<&str>, file: Option<&Path>) -> Result<Option<Secret>, SecretError> {
     let (value, source) = match (var, file) {
-        (Some(var), _) => (
-            env.var(var)
-                .ok_or_else(|| SecretError::EnvUnset(var.into()))?,
-            var.to_string(),
-        ),
+        (Some(var), _) => (env.var(var).ok_or_else(|| SecretError::EnvUnset(var.into()))?, var.to_string()),
         (None, Some(path)) => {
-            let text =
-                std::fs::read_to_string(path).map_err(|source| SecretError::FileUnreadable {
-                    path: path.display().to_string(),
-                    source,
-                })?;
-            (
-                text.trim_end_matches(['\n', '\r']).to_string(),
-                path.display().to_string(),
-            )
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| SecretError::FileUnreadable { path: path.display().to_string(), source })?;
+            (text.trim_end_matches(['\n', '\r']).to_string(), path.display().to_string())
         }
         (None, None) => return Ok(None),
     };
@@ -126,9 +109,7 @@ mod tests {
         let env: HashMap<&str, &str> = [("KEY", "abc")].into();
         let got = read_secret(&env, Some("KEY"), None).unwrap().unwrap();
         assert_eq!(got.expose(), "abc");
-        assert!(
-            matches!(read_secret(&env, Some("NOPE"), None), Err(SecretError::EnvUnset(v)) if v == "NOPE")
-        );
+        assert!(matches!(read_secret(&env, Some("NOPE"), None), Err(SecretError::EnvUnset(v)) if v == "NOPE"));
     }
 
     #[test]

@@ -34,11 +34,7 @@ pub enum LogFormat {
 
 impl Default for LogConfig {
     fn default() -> Self {
-        Self {
-            level: default_level(),
-            format: LogFormat::Text,
-            access: true,
-        }
+        Self { level: default_level(), format: LogFormat::Text, access: true }
     }
 }
 

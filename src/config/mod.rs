@@ -23,9 +23,8 @@ pub use self::server::{ServerConfig, TlsConfig, TrustedProxy};
 pub use self::units::{Addrs, ByteSize, ConfigDuration};
 pub use self::upstream::{UpstreamConfig, UpstreamUrl};
 pub use self::websocket::{
-    is_command_name, AuthRule, BackendKind, BackendUrl, BackendsConfig, CommandConfig,
-    CommandPattern, Commands, Origin, Protocol, RouteConfig, RoutePath, WebsocketConfig,
-    WebsocketMode,
+    is_command_name, AuthRule, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern, Commands,
+    Origin, Protocol, RouteConfig, RoutePath, WebsocketConfig, WebsocketMode,
 };
 
 /// The whole configuration file.
@@ -60,40 +59,23 @@ pub struct Config {
 pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
-    Unreadable {
-        path: String,
-        source: std::io::Error,
-    },
+    Unreadable { path: String, source: std::io::Error },
     /// The TOML is malformed, a key is unknown or a value is wrong.
     #[error("{origin}:{line}:{column}: {message}{}", hint_suffix(.hint))]
-    Invalid {
-        origin: String,
-        line: usize,
-        column: usize,
-        message: String,
-        hint: Option<String>,
-    },
+    Invalid { origin: String, line: usize, column: usize, message: String, hint: Option<String> },
     /// The file is well-formed but a setting is missing or contradicts another.
     #[error("{origin}: {key}: {message}")]
-    Rejected {
-        origin: String,
-        key: &'static str,
-        message: String,
-    },
+    Rejected { origin: String, key: &'static str, message: String },
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
-    hint.as_ref()
-        .map(|h| format!("\n  hint: {h}"))
-        .unwrap_or_default()
+    hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default()
 }
 
 /// Reads and validates the config file at `path`; relative paths inside it start at its folder.
 pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable {
-        path: path.display().to_string(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| ConfigError::Unreadable { path: path.display().to_string(), source })?;
     let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
     parse(&text, &path.display().to_string(), &base, env)
 }
@@ -128,11 +110,7 @@ impl Config {
 
     /// True when something calls Django views (commands or hooks), so calls must be signed.
     fn calls_backends(&self) -> bool {
-        !self.commands.is_empty()
-            || self
-                .routes
-                .iter()
-                .any(|r| r.on_connect.is_some() || r.on_disconnect.is_some())
+        !self.commands.is_empty() || self.routes.iter().any(|r| r.on_connect.is_some() || r.on_disconnect.is_some())
     }
 
     fn read_secrets(&mut self, origin: &str, env: &dyn Env) -> Result<(), ConfigError> {
@@ -140,11 +118,7 @@ impl Config {
             django.resolve(origin, env)?;
         }
         let backends = &mut self.backends;
-        let secret = read_secret(
-            env,
-            backends.secret_env.as_deref(),
-            backends.secret_file.as_deref(),
-        );
+        let secret = read_secret(env, backends.secret_env.as_deref(), backends.secret_file.as_deref());
         backends.secret = secret.map_err(|e| ConfigError::Rejected {
             origin: origin.to_string(),
             key: "backends.secret_env",
@@ -174,10 +148,7 @@ impl Config {
             ));
         }
         if self.backends.secret_env.is_some() && self.backends.secret_file.is_some() {
-            return Err(rejected(
-                "backends.secret_file",
-                "write secret_env or secret_file, not both",
-            ));
+            return Err(rejected("backends.secret_file", "write secret_env or secret_file, not both"));
         }
         if self.server.redirect_to_https && tls_listeners == 0 {
             return Err(rejected(
@@ -205,13 +176,7 @@ fn invalid(text: &str, origin: &str, err: &toml::de::Error) -> ConfigError {
     if let Some(table) = enclosing_table(text, offset) {
         message = message.replacen("unknown field", &format!("unknown key in [{table}]:"), 1);
     }
-    ConfigError::Invalid {
-        origin: origin.to_string(),
-        line,
-        column,
-        hint: suggestion(err.message()),
-        message,
-    }
+    ConfigError::Invalid { origin: origin.to_string(), line, column, hint: suggestion(err.message()), message }
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -236,16 +201,9 @@ fn enclosing_table(text: &str, offset: usize) -> Option<&str> {
 /// (and the same for enum variants). serde's wording is the only carrier of the names; the
 /// test below pins it.
 fn suggestion(message: &str) -> Option<String> {
-    let rest = message
-        .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let rest = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `"))?;
     let (unknown, expected) = rest.split_once('`')?;
-    let best = expected
-        .split('`')
-        .skip(1)
-        .step_by(2)
-        .map(|known| (edit_distance(unknown, known), known))
-        .min()?;
+    let best = expected.split('`').skip(1).step_by(2).map(|known| (edit_distance(unknown, known), known)).min()?;
     (best.0 <= 2 || best.1.starts_with(unknown) || unknown.starts_with(best.1))
         .then(|| format!("did you mean `{}`?", best.1))
 }

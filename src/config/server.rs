@@ -80,13 +80,9 @@ impl<'de> Deserialize<'de> for TrustedProxy {
         if let Ok(net) = text.parse::<IpNet>() {
             return Ok(Self(net));
         }
-        text.parse::<IpAddr>()
-            .map(|ip| Self(IpNet::from(ip)))
-            .map_err(|_| {
-                de::Error::custom(format!(
-                    "`{text}` is not an address or range: write \"10.0.0.5\" or \"10.0.0.0/8\""
-                ))
-            })
+        text.parse::<IpAddr>().map(|ip| Self(IpNet::from(ip))).map_err(|_| {
+            de::Error::custom(format!("`{text}` is not an address or range: write \"10.0.0.5\" or \"10.0.0.0/8\""))
+        })
     }
 }
 

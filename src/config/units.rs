@@ -55,8 +55,7 @@ impl ConfigDuration {
 impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        Self::parse(&text)
-            .ok_or_else(|| de::Error::custom(format!("`{text}` is not {DURATION_HINT}")))
+        Self::parse(&text).ok_or_else(|| de::Error::custom(format!("`{text}` is not {DURATION_HINT}")))
     }
 }
 
@@ -117,9 +116,7 @@ impl Serialize for ByteSize {
 /// Splits "15MiB" into (15, "MiB"); None when there is no leading whole number.
 fn split_number(text: &str) -> Option<(u64, &str)> {
     let text = text.trim();
-    let digits = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
     let number = text[..digits].parse().ok()?;
     Some((number, text[digits..].trim()))
 }
@@ -157,9 +154,7 @@ impl Serialize for Addrs {
 
 fn parse_addr<E: de::Error>(text: &str) -> Result<SocketAddr, E> {
     text.parse().map_err(|_| {
-        E::custom(format!(
-            "`{text}` is not an address: write IP:PORT, like \"127.0.0.1:8080\" or \"[::1]:8080\""
-        ))
+        E::custom(format!("`{text}` is not an address: write IP:PORT, like \"127.0.0.1:8080\" or \"[::1]:8080\""))
     })
 }
 
@@ -169,22 +164,10 @@ mod tests {
 
     #[test]
     fn durations_parse_in_every_unit() {
-        assert_eq!(
-            ConfigDuration::parse("250ms"),
-            Some(ConfigDuration(Duration::from_millis(250)))
-        );
-        assert_eq!(
-            ConfigDuration::parse("5s"),
-            Some(ConfigDuration(Duration::from_secs(5)))
-        );
-        assert_eq!(
-            ConfigDuration::parse("2m"),
-            Some(ConfigDuration(Duration::from_secs(120)))
-        );
-        assert_eq!(
-            ConfigDuration::parse("1h"),
-            Some(ConfigDuration(Duration::from_secs(3600)))
-        );
+        assert_eq!(ConfigDuration::parse("250ms"), Some(ConfigDuration(Duration::from_millis(250))));
+        assert_eq!(ConfigDuration::parse("5s"), Some(ConfigDuration(Duration::from_secs(5))));
+        assert_eq!(ConfigDuration::parse("2m"), Some(ConfigDuration(Duration::from_secs(120))));
+        assert_eq!(ConfigDuration::parse("1h"), Some(ConfigDuration(Duration::from_secs(3600))));
         assert_eq!(ConfigDuration::parse("5"), None);
         assert_eq!(ConfigDuration::parse("s"), None);
         assert_eq!(ConfigDuration::parse("1.5s"), None);
@@ -205,10 +188,7 @@ mod tests {
     fn values_print_back_in_their_shortest_form() {
         assert_eq!(ConfigDuration(Duration::from_secs(90)).spelled(), "90s");
         assert_eq!(ConfigDuration(Duration::from_secs(120)).spelled(), "2m");
-        assert_eq!(
-            ConfigDuration(Duration::from_millis(1500)).spelled(),
-            "1500ms"
-        );
+        assert_eq!(ConfigDuration(Duration::from_millis(1500)).spelled(), "1500ms");
         assert_eq!(ByteSize(1 << 20).spelled(), "1MiB");
         assert_eq!(ByteSize(1000).spelled(), "1000B");
     }

@@ -78,11 +78,11 @@ impl UpstreamUrl {
         if let Some(path) = text.strip_prefix("unix:") {
             let path = path.strip_prefix("//").unwrap_or(path);
             if !path.starts_with('/') {
-                return Err(format!("`{text}`: a unix socket needs an absolute path, like \"unix:/run/gunicorn.sock\""));
+                return Err(format!(
+                    "`{text}`: a unix socket needs an absolute path, like \"unix:/run/gunicorn.sock\""
+                ));
             }
-            return Ok(Self::Unix {
-                path: PathBuf::from(path),
-            });
+            return Ok(Self::Unix { path: PathBuf::from(path) });
         }
         let Some(rest) = text.strip_prefix("http://") else {
             return Err(format!(
@@ -91,16 +91,12 @@ impl UpstreamUrl {
         };
         let authority = rest.trim_end_matches('/');
         if authority.is_empty() || authority.contains('/') {
-            return Err(format!(
-                "`{text}`: write only scheme, host and port, like \"http://127.0.0.1:8000\""
-            ));
+            return Err(format!("`{text}`: write only scheme, host and port, like \"http://127.0.0.1:8000\""));
         }
         authority
             .parse::<http::uri::Authority>()
             .map_err(|_| format!("`{text}`: `{authority}` is not a host and port"))?;
-        Ok(Self::Tcp {
-            authority: authority.to_string(),
-        })
+        Ok(Self::Tcp { authority: authority.to_string() })
     }
 }
 
@@ -134,15 +130,11 @@ mod tests {
     fn upstream_url_takes_http_and_unix() {
         assert_eq!(
             UpstreamUrl::parse("http://127.0.0.1:8000/").unwrap(),
-            UpstreamUrl::Tcp {
-                authority: "127.0.0.1:8000".into()
-            }
+            UpstreamUrl::Tcp { authority: "127.0.0.1:8000".into() }
         );
         assert_eq!(
             UpstreamUrl::parse("unix:/run/gunicorn.sock").unwrap(),
-            UpstreamUrl::Unix {
-                path: "/run/gunicorn.sock".into()
-            }
+            UpstreamUrl::Unix { path: "/run/gunicorn.sock".into() }
         );
         assert!(UpstreamUrl::parse("https://x:1").is_err());
         assert!(UpstreamUrl::parse("unix:relative.sock").is_err());

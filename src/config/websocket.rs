@@ -370,7 +370,9 @@ impl<'de> Deserialize<'de> for Origin {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Self::parse(&text).ok_or_else(|| {
-            de::Error::custom(format!("`{text}` is not an origin: write \"https://example.com\" (scheme and host, no path)"))
+            de::Error::custom(format!(
+                "`{text}` is not an origin: write \"https://example.com\" (scheme and host, no path)"
+            ))
         })
     }
 }
@@ -387,9 +389,7 @@ impl Serialize for Origin {
 pub fn is_command_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
 impl CommandPattern {
@@ -448,14 +448,8 @@ mod tests {
 
     #[test]
     fn origins_are_normalised() {
-        assert_eq!(
-            Origin::parse("HTTPS://Example.com:443").unwrap().0,
-            "https://example.com"
-        );
-        assert_eq!(
-            Origin::parse("http://localhost:8080").unwrap().0,
-            "http://localhost:8080"
-        );
+        assert_eq!(Origin::parse("HTTPS://Example.com:443").unwrap().0, "https://example.com");
+        assert_eq!(Origin::parse("http://localhost:8080").unwrap().0, "http://localhost:8080");
         assert!(Origin::parse("https://example.com/path").is_none());
         assert!(Origin::parse("ftp://example.com").is_none());
         assert!(Origin::parse("null").is_none());

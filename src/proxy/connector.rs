@@ -40,16 +40,10 @@ pub struct UpstreamConnector {
 impl UpstreamConnector {
     /// A connector for `target` that gives up after `timeout`.
     pub fn new(target: UpstreamUrl, timeout: Duration) -> Self {
-        Self {
-            target: Arc::new(target),
-            timeout,
-        }
+        Self { target: Arc::new(target), timeout }
     }
 
-    async fn connect(
-        target: Arc<UpstreamUrl>,
-        timeout: Duration,
-    ) -> Result<UpstreamStream, ConnectError> {
+    async fn connect(target: Arc<UpstreamUrl>, timeout: Duration) -> Result<UpstreamStream, ConnectError> {
         let attempt = async {
             match &*target {
                 UpstreamUrl::Tcp { authority } => {
@@ -57,21 +51,13 @@ impl UpstreamConnector {
                     stream.set_nodelay(true)?;
                     Ok(UpstreamStream::Tcp { inner: stream })
                 }
-                UpstreamUrl::Unix { path } => Ok(UpstreamStream::Unix {
-                    inner: UnixStream::connect(path).await?,
-                }),
+                UpstreamUrl::Unix { path } => Ok(UpstreamStream::Unix { inner: UnixStream::connect(path).await? }),
             }
         };
         match tokio::time::timeout(timeout, attempt).await {
             Ok(Ok(stream)) => Ok(stream),
-            Ok(Err(source)) => Err(ConnectError::Unreachable {
-                target: target.to_string(),
-                source,
-            }),
-            Err(_) => Err(ConnectError::TimedOut {
-                target: target.to_string(),
-                after: timeout,
-            }),
+            Ok(Err(source)) => Err(ConnectError::Unreachable { target: target.to_string(), source }),
+            Err(_) => Err(ConnectError::TimedOut { target: target.to_string(), after: timeout }),
         }
     }
 }
@@ -109,11 +95,7 @@ impl Connection for UpstreamStream {
 }
 
 impl AsyncRead for UpstreamStream {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         match self.project() {
             StreamProj::Tcp { inner } => inner.poll_read(cx, buf),
             StreamProj::Unix { inner } => inner.poll_read(cx, buf),
@@ -122,11 +104,7 @@ impl AsyncRead for UpstreamStream {
 }
 
 impl AsyncWrite for UpstreamStream {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         match self.project() {
             StreamProj::Tcp { inner } => inner.poll_write(cx, buf),
             StreamProj::Unix { inner } => inner.poll_write(cx, buf),

@@ -56,10 +56,7 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
         .get_all(header::TE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| {
-            v.split(',')
-                .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
-        })
+        .any(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("trailers")))
 }
 
 /// Removes hop-by-hop headers from an upstream response before it goes downstream.
@@ -83,11 +80,8 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
 
 /// Identity and signatures toward Django come only from Switchyard.
 pub fn strip_switchyard_headers(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with(SWITCHYARD_PREFIX))
-        .cloned()
-        .collect();
+    let spoofed: Vec<HeaderName> =
+        headers.keys().filter(|k| k.as_str().starts_with(SWITCHYARD_PREFIX)).cloned().collect();
     for name in spoofed {
         headers.remove(name);
     }
@@ -117,10 +111,7 @@ pub fn merge_cookies(headers: &mut HeaderMap) {
 /// what anyone else sent.
 fn set_forwarded(headers: &mut HeaderMap, downstream: &Downstream) {
     let peer = downstream.peer.ip().to_canonical().to_string();
-    let prior_for = downstream
-        .trusted
-        .then(|| joined_values(headers, &X_FORWARDED_FOR))
-        .flatten();
+    let prior_for = downstream.trusted.then(|| joined_values(headers, &X_FORWARDED_FOR)).flatten();
     let forwarded_for = match prior_for {
         Some(prior) => format!("{prior}, {peer}"),
         None => peer,
@@ -129,10 +120,7 @@ fn set_forwarded(headers: &mut HeaderMap, downstream: &Downstream) {
         headers.insert(X_FORWARDED_FOR, value);
     }
     if !downstream.trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(
-            X_FORWARDED_PROTO,
-            HeaderValue::from_static(downstream.scheme()),
-        );
+        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(downstream.scheme()));
     }
     if !downstream.trusted || !headers.contains_key(&X_FORWARDED_HOST) {
         match headers.get(header::HOST).cloned() {
@@ -146,11 +134,7 @@ fn set_forwarded(headers: &mut HeaderMap, downstream: &Downstream) {
 }
 
 fn joined_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let parts: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
+    let parts: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
     (!parts.is_empty()).then(|| parts.join(", "))
 }
 
@@ -158,11 +142,7 @@ fn joined_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
 pub fn effective_scheme<'a>(headers: &'a HeaderMap, downstream: &Downstream) -> &'a str {
     let claimed = downstream
         .trusted
-        .then(|| {
-            headers
-                .get(&X_FORWARDED_PROTO)
-                .and_then(|v| v.to_str().ok())
-        })
+        .then(|| headers.get(&X_FORWARDED_PROTO).and_then(|v| v.to_str().ok()))
         .flatten()
         .and_then(|v| v.split(',').next())
         .map(str::trim);

@@ -31,11 +31,7 @@ pin_project! {
 impl<B> Limited<B> {
     /// Wraps `inner`, allowing at most `limit` bytes.
     pub fn new(inner: B, limit: u64) -> Self {
-        Self {
-            inner,
-            remaining: limit,
-            limit,
-        }
+        Self { inner, remaining: limit, limit }
     }
 }
 
@@ -47,10 +43,7 @@ where
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let frame = match ready!(this.inner.poll_frame(cx)) {
             Some(Ok(frame)) => frame,

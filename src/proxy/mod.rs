@@ -52,14 +52,12 @@ impl ProxyError {
     pub fn status(&self) -> (StatusCode, &'static str) {
         match self {
             Self::BodyTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "request body too large"),
-            Self::UpstreamUnreachable(_) | Self::UpstreamFailed(_) => (
-                StatusCode::BAD_GATEWAY,
-                "bad gateway: the application server did not answer",
-            ),
-            Self::UpstreamTimeout { .. } => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "gateway timeout: the application server took too long",
-            ),
+            Self::UpstreamUnreachable(_) | Self::UpstreamFailed(_) => {
+                (StatusCode::BAD_GATEWAY, "bad gateway: the application server did not answer")
+            }
+            Self::UpstreamTimeout { .. } => {
+                (StatusCode::GATEWAY_TIMEOUT, "gateway timeout: the application server took too long")
+            }
         }
     }
 
@@ -114,36 +112,23 @@ impl Proxy {
         }
     }
 
-    async fn try_forward(
-        &self,
-        req: Request<Incoming>,
-        downstream: &Downstream,
-    ) -> Result<Response<Body>, ProxyError> {
+    async fn try_forward(&self, req: Request<Incoming>, downstream: &Downstream) -> Result<Response<Body>, ProxyError> {
         if declared_length(&req).is_some_and(|len| len > self.max_request_body) {
-            return Err(ProxyError::BodyTooLarge {
-                limit: self.max_request_body,
-            });
+            return Err(ProxyError::BodyTooLarge { limit: self.max_request_body });
         }
         let upstream_req = self.upstream_request(req, downstream);
         let started = Instant::now();
-        let waiting =
-            tokio::time::timeout(self.response_timeout, self.client.request(upstream_req));
+        let waiting = tokio::time::timeout(self.response_timeout, self.client.request(upstream_req));
         let response = match waiting.await {
             Ok(Ok(response)) => response,
             Ok(Err(e)) => return Err(self.classify(e)),
-            Err(_) => {
-                return Err(ProxyError::UpstreamTimeout {
-                    after: self.response_timeout,
-                })
-            }
+            Err(_) => return Err(ProxyError::UpstreamTimeout { after: self.response_timeout }),
         };
         let mut response = response.map(|b| b.map_err(Into::into).boxed());
         // The downstream connection has its own version; hyper picks the wire format from it.
         *response.version_mut() = Version::default();
         headers::prepare_response(response.headers_mut());
-        response
-            .extensions_mut()
-            .insert(UpstreamTime(started.elapsed()));
+        response.extensions_mut().insert(UpstreamTime(started.elapsed()));
         Ok(response)
     }
 
@@ -151,11 +136,7 @@ impl Proxy {
         let (mut parts, incoming) = req.into_parts();
         let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
         headers::prepare_request(&mut parts.headers, downstream, authority.as_deref());
-        let path = parts
-            .uri
-            .path_and_query()
-            .cloned()
-            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = Uri::builder()
             .scheme(Scheme::HTTP)
             .authority(self.authority.clone())
@@ -163,23 +144,16 @@ impl Proxy {
             .build()
             .unwrap_or_default();
         parts.version = Version::HTTP_11;
-        Request::from_parts(
-            parts,
-            limit::Limited::new(incoming, self.max_request_body).boxed(),
-        )
+        Request::from_parts(parts, limit::Limited::new(incoming, self.max_request_body).boxed())
     }
 
     /// Finds what went wrong by walking the error's causes.
     fn classify(&self, err: hyper_util::client::legacy::Error) -> ProxyError {
         if let Some(too_large) = crate::find_cause::<BodyTooLarge>(&err) {
-            return ProxyError::BodyTooLarge {
-                limit: too_large.limit,
-            };
+            return ProxyError::BodyTooLarge { limit: too_large.limit };
         }
         match crate::find_cause::<ConnectError>(&err) {
-            Some(ConnectError::TimedOut { after, .. }) => {
-                ProxyError::UpstreamTimeout { after: *after }
-            }
+            Some(ConnectError::TimedOut { after, .. }) => ProxyError::UpstreamTimeout { after: *after },
             Some(ConnectError::Unreachable { .. }) => ProxyError::UpstreamUnreachable(err),
             None => ProxyError::UpstreamFailed(err),
         }
@@ -188,10 +162,5 @@ impl Proxy {
 
 /// The request's `Content-Length`, when it sent one.
 fn declared_length<B>(req: &Request<B>) -> Option<u64> {
-    req.headers()
-        .get(header::CONTENT_LENGTH)?
-        .to_str()
-        .ok()?
-        .parse()
-        .ok()
+    req.headers().get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
 }

@@ -71,11 +71,7 @@ pin_project! {
 impl Logged {
     /// Wraps `inner`; the line is written when the body is done or dropped.
     pub fn new(inner: Body, record: AccessRecord) -> Self {
-        Self {
-            inner,
-            record,
-            bytes: 0,
-        }
+        Self { inner, record, bytes: 0 }
     }
 }
 
@@ -83,10 +79,7 @@ impl HttpBody for Logged {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
         let polled = this.inner.poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {

@@ -27,9 +27,12 @@ use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
 use crate::config::Config;
+use crate::django::SessionBridge;
 use crate::downstream::Downstream;
+use crate::hub::Hub;
 use crate::proxy::UpstreamTime;
 use crate::router::Router;
+use crate::ws::{Lifecycle, Websockets};
 
 pub use self::tls::TlsError;
 
@@ -42,13 +45,13 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 pub enum StartError {
     /// A listen address is taken or not ours.
     #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Bind { addr: SocketAddr, source: std::io::Error },
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// The session bridge cannot be built from `[django]`.
+    #[error("cannot set up the session bridge: {0}")]
+    Bridge(#[from] crate::django::BridgeBuildError),
 }
 
 /// A started Switchyard: its bound addresses and the handle to stop it.
@@ -82,11 +85,6 @@ struct Shared {
 /// Binds every listener and starts serving; returns once all are bound.
 pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
     let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
-    let shared = Arc::new(Shared {
-        router: Router::new(&config),
-        http: http_builder(&config),
-        config: config.clone(),
-    });
     let mut running = Running {
         plain_addrs: Vec::new(),
         tls_addrs: Vec::new(),
@@ -94,19 +92,21 @@ pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
         hard: CancellationToken::new(),
         tasks: TaskTracker::new(),
     };
+    let hub = Hub::new(config.websocket.max_per_user, config.websocket.max_per_ip);
+    let lifecycle = Lifecycle { graceful: running.graceful.clone(), tasks: running.tasks.clone() };
+    let bridge = config.django.as_ref().and_then(|d| d.bridge_settings()).map(SessionBridge::new).transpose()?;
+    let websockets = Websockets::new(&config, bridge, hub, lifecycle);
+    let router = Router::new(&config, websockets);
+    let shared = Arc::new(Shared { router, http: http_builder(&config), config: config.clone() });
     for addr in &config.server.listen.0 {
         let listener = bind(*addr).await?;
-        running
-            .plain_addrs
-            .push(listener.local_addr().unwrap_or(*addr));
+        running.plain_addrs.push(listener.local_addr().unwrap_or(*addr));
         running.spawn_accept(listener, None, shared.clone());
     }
     if let (Some(tls), Some(acceptor)) = (&config.server.tls, acceptor) {
         for addr in &tls.listen.0 {
             let listener = bind(*addr).await?;
-            running
-                .tls_addrs
-                .push(listener.local_addr().unwrap_or(*addr));
+            running.tls_addrs.push(listener.local_addr().unwrap_or(*addr));
             running.spawn_accept(listener, Some(acceptor.clone()), shared.clone());
         }
     }
@@ -115,18 +115,12 @@ pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
 }
 
 async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr)
-        .await
-        .map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
 }
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(config.server.header_read_timeout.0)
-        .keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.server.header_read_timeout.0).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     builder
 }
@@ -149,8 +143,7 @@ impl Running {
     }
 
     fn spawn_accept(&self, listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
-        let (graceful, hard, tasks) =
-            (self.graceful.clone(), self.hard.clone(), self.tasks.clone());
+        let (graceful, hard, tasks) = (self.graceful.clone(), self.hard.clone(), self.tasks.clone());
         self.tasks.spawn(async move {
             loop {
                 let (stream, peer) = tokio::select! {
@@ -164,11 +157,7 @@ impl Running {
                     },
                     () = graceful.cancelled() => break,
                 };
-                let conn = Connection {
-                    shared: shared.clone(),
-                    graceful: graceful.clone(),
-                    hard: hard.clone(),
-                };
+                let conn = Connection { shared: shared.clone(), graceful: graceful.clone(), hard: hard.clone() };
                 tasks.spawn(conn.run(stream, peer, tls.clone()));
             }
         });
@@ -185,18 +174,11 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
         let _ = stream.set_nodelay(true);
-        let downstream = Downstream {
-            peer,
-            tls: tls.is_some(),
-            trusted: self.shared.config.server.trusts(peer.ip()),
-        };
+        let downstream = Downstream { peer, tls: tls.is_some(), trusted: self.shared.config.server.trusts(peer.ip()) };
         let Some(acceptor) = tls else {
             return self.serve(stream, downstream).await;
         };
-        let handshake = tokio::time::timeout(
-            self.shared.config.server.header_read_timeout.0,
-            acceptor.accept(stream),
-        );
+        let handshake = tokio::time::timeout(self.shared.config.server.header_read_timeout.0, acceptor.accept(stream));
         match handshake.await {
             Ok(Ok(stream)) => self.serve(stream, downstream).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -213,10 +195,7 @@ impl Connection {
             let shared = shared.clone();
             async move { Ok::<_, std::convert::Infallible>(shared.respond(req, downstream).await) }
         });
-        let conn = self
-            .shared
-            .http
-            .serve_connection_with_upgrades(TokioIo::new(stream), service);
+        let conn = self.shared.http.serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(conn);
         let result = tokio::select! {
             result = conn.as_mut() => result,

@@ -15,10 +15,7 @@ use crate::config::TlsConfig;
 pub enum TlsError {
     /// A PEM file cannot be read.
     #[error("cannot read {path}: {source}")]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     /// The certificate file holds no certificate.
     #[error("{0} holds no PEM certificate")]
     NoCertificate(PathBuf),
@@ -27,11 +24,7 @@ pub enum TlsError {
     NoKey(PathBuf),
     /// rustls refused the pair (key does not match, unsupported algorithm).
     #[error("certificate {cert} and key {key} cannot be used: {source}")]
-    Rejected {
-        cert: PathBuf,
-        key: PathBuf,
-        source: rustls::Error,
-    },
+    Rejected { cert: PathBuf, key: PathBuf, source: rustls::Error },
 }
 
 /// Builds the acceptor shared by every TLS listener.
@@ -42,11 +35,7 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
     let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .and_then(|b| b.with_no_client_auth().with_single_cert(certs, key))
-        .map_err(|source| TlsError::Rejected {
-            cert: config.cert.clone(),
-            key: config.key.clone(),
-            source,
-        })?;
+        .map_err(|source| TlsError::Rejected { cert: config.cert.clone(), key: config.key.clone(), source })?;
     server.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(server)))
 }
@@ -54,19 +43,13 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, TlsError> {
 fn open(path: &Path) -> Result<BufReader<std::fs::File>, TlsError> {
     std::fs::File::open(path)
         .map(BufReader::new)
-        .map_err(|source| TlsError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|source| TlsError::Unreadable { path: path.to_path_buf(), source })
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let certs = rustls_pemfile::certs(&mut open(path)?)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| TlsError::Unreadable { path: path.to_path_buf(), source })?;
     if certs.is_empty() {
         return Err(TlsError::NoCertificate(path.to_path_buf()));
     }
@@ -75,9 +58,6 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
     rustls_pemfile::private_key(&mut open(path)?)
-        .map_err(|source| TlsError::Unreadable {
-            path: path.to_path_buf(),
-            source,
-        })?
+        .map_err(|source| TlsError::Unreadable { path: path.to_path_buf(), source })?
         .ok_or_else(|| TlsError::NoKey(path.to_path_buf()))
 }

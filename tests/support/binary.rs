@@ -36,11 +36,7 @@ impl Drop for Process {
 /// returns once it logs that it listens.
 pub fn spawn(dir: &Path, config: &str) -> Process {
     let path = dir.join("switchyard.toml");
-    std::fs::write(
-        &path,
-        format!("{config}\n[log]\nformat = \"json\"\nlevel = \"info\"\n"),
-    )
-    .unwrap();
+    std::fs::write(&path, format!("{config}\n[log]\nformat = \"json\"\nlevel = \"info\"\n")).unwrap();
     let mut child = Command::new(switchyard_bin())
         .args(["run", "--config"])
         .arg(&path)
@@ -59,33 +55,19 @@ pub fn spawn(dir: &Path, config: &str) -> Process {
     });
     let ready = wait_for_line(&rx, "listening", Duration::from_secs(20));
     let fields = &ready["fields"];
-    Process {
-        child,
-        plain: addrs(&fields["plain"]),
-        tls: addrs(&fields["tls"]),
-        lines: rx,
-    }
+    Process { child, plain: addrs(&fields["plain"]), tls: addrs(&fields["tls"]), lines: rx }
 }
 
 /// The first JSON log line whose message contains `needle`, within `patience`.
-pub fn wait_for_line(
-    rx: &mpsc::Receiver<String>,
-    needle: &str,
-    patience: Duration,
-) -> serde_json::Value {
+pub fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, patience: Duration) -> serde_json::Value {
     let deadline = std::time::Instant::now() + patience;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("no log line with {needle:?} within {patience:?}"));
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {needle:?} within {patience:?}"));
         let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        if value["fields"]["message"]
-            .as_str()
-            .is_some_and(|m| m.contains(needle))
-        {
+        if value["fields"]["message"].as_str().is_some_and(|m| m.contains(needle)) {
             return value;
         }
     }
@@ -94,10 +76,7 @@ pub fn wait_for_line(
 fn addrs(field: &serde_json::Value) -> Vec<SocketAddr> {
     // The field is the Debug form of a Vec<SocketAddr>: "[127.0.0.1:1234, 127.0.0.1:5678]".
     let text = field.as_str().unwrap_or("[]");
-    text.trim_matches(|c| c == '[' || c == ']')
-        .split(',')
-        .filter_map(|a| a.trim().parse().ok())
-        .collect()
+    text.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|a| a.trim().parse().ok()).collect()
 }
 
 /// A process's resident set (`VmRSS`) and peak (`VmHWM`) in KiB, from /proc.

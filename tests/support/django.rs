@@ -8,10 +8,22 @@ use std::time::{Duration, Instant};
 
 use super::repo_root;
 
-/// A gunicorn serving the demo site on a unix socket, with its own SQLite file; killed on drop.
+/// The demo's Django signing key in tests (Switchyard reads it from `secret_key_file`).
+pub const SECRET_KEY: &str = "switchyard-tests-django-secret-key-0123456789abcdef";
+/// The secret Switchyard signs command and hook calls with, in tests.
+pub const BACKEND_SECRET: &str = "switchyard-tests-backend-secret";
+
+/// A gunicorn serving the demo site on a unix socket (pages) and a loopback port (command
+/// views), with its own SQLite file; killed on drop.
 pub struct DjangoSite {
     /// `unix:/…/gunicorn.sock`, for `[upstream] url`.
     pub url: String,
+    /// `http://127.0.0.1:PORT`, for command and hook URLs.
+    pub http: String,
+    /// The SQLite file Django writes.
+    pub db: PathBuf,
+    /// A folder for the test's own files (config, secrets); removed on drop.
+    pub dir: PathBuf,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -25,8 +37,7 @@ impl Drop for DjangoSite {
 
 /// The venv with Django and gunicorn.
 pub fn venv() -> PathBuf {
-    let venv = std::env::var_os("SWITCHYARD_TEST_VENV")
-        .map_or_else(|| repo_root().join(".venv"), PathBuf::from);
+    let venv = std::env::var_os("SWITCHYARD_TEST_VENV").map_or_else(|| repo_root().join(".venv"), PathBuf::from);
     assert!(
         venv.join("bin/gunicorn").exists(),
         "no Django venv at {} (gunicorn missing): run scripts/test, which builds it",
@@ -45,6 +56,7 @@ fn manage(venv: &Path, db: &Path, args: &[&str]) {
         .args(args)
         .current_dir(demo_dir())
         .env("DEMO_DB", db)
+        .env("DJANGO_SECRET_KEY", SECRET_KEY)
         .stdout(Stdio::null())
         .status()
         .expect("manage.py runs");
@@ -59,32 +71,49 @@ pub fn start() -> DjangoSite {
     manage(&venv, &db, &["migrate", "--noinput"]);
     manage(&venv, &db, &["ensure_demo_user"]);
     let socket = dir.path().join("gunicorn.sock");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let child = Command::new(venv.join("bin/gunicorn"))
-        .args(["--workers", "2", "--bind"])
+        .args(["--workers", "2", "--no-control-socket", "--bind"])
         .arg(format!("unix:{}", socket.display()))
+        .arg("--bind")
+        .arg(format!("127.0.0.1:{port}"))
         .arg("demo.wsgi:application")
         .current_dir(demo_dir())
         .env("DEMO_DB", &db)
+        .env("DJANGO_SECRET_KEY", SECRET_KEY)
+        .env("SWITCHYARD_BACKEND_SECRET", BACKEND_SECRET)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("gunicorn starts");
     wait_for_socket(&socket, Duration::from_secs(30));
+    std::fs::write(dir.path().join("django-secret"), SECRET_KEY).unwrap();
+    std::fs::write(dir.path().join("backend-secret"), BACKEND_SECRET).unwrap();
     DjangoSite {
         url: format!("unix:{}", socket.display()),
+        http: format!("http://127.0.0.1:{port}"),
+        db,
+        dir: dir.path().to_path_buf(),
         child,
         _dir: dir,
+    }
+}
+
+impl DjangoSite {
+    /// `[django]` and `[backends]` sections that read this site's sessions and sign calls.
+    pub fn switchyard_sections(&self) -> String {
+        format!(
+            "[django]\nsecret_key_file = \"{dir}/django-secret\"\nsession_engine = \"db\"\ndatabase = \"sqlite://{db}\"\ncache_ttl = \"100ms\"\n[backends]\nsecret_file = \"{dir}/backend-secret\"\n",
+            dir = self.dir.display(),
+            db = self.db.display(),
+        )
     }
 }
 
 fn wait_for_socket(path: &Path, patience: Duration) {
     let deadline = Instant::now() + patience;
     while std::os::unix::net::UnixStream::connect(path).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "gunicorn did not listen on {} within {patience:?}",
-            path.display()
-        );
+        assert!(Instant::now() < deadline, "gunicorn did not listen on {} within {patience:?}", path.display());
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 pub mod binary;
+pub mod browser;
 pub mod django;
 pub mod session_fixtures;
+pub mod ws;
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -39,16 +41,12 @@ pub fn config_in(dir: &Path, text: &str) -> Arc<Config> {
 /// Starts Switchyard in this process with `text` as its config file.
 pub async fn start_switchyard(text: &str) -> Running {
     let config = config_in(Path::new("."), text);
-    switchyard::server::start(config)
-        .await
-        .expect("switchyard starts")
+    switchyard::server::start(config).await.expect("switchyard starts")
 }
 
 /// The minimal config: one plain listener on a free port, `upstream` as given, plus `extra`.
 pub fn minimal_config(upstream: &str, extra_upstream: &str) -> String {
-    format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"{upstream}\"\n{extra_upstream}\n"
-    )
+    format!("[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"{upstream}\"\n{extra_upstream}\n")
 }
 
 /// An in-test upstream; stops when dropped.
@@ -109,9 +107,7 @@ where
             let handler = handler.clone();
             async move { Ok::<_, Infallible>(handler(req).await) }
         });
-        let _ = hyper::server::conn::http1::Builder::new()
-            .serve_connection(io, service)
-            .await;
+        let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
     });
 }
 
@@ -136,12 +132,7 @@ where
     B: hyper::body::Body,
     B::Error: std::fmt::Debug,
 {
-    response
-        .into_body()
-        .collect()
-        .await
-        .expect("body reads")
-        .to_bytes()
+    response.into_body().collect().await.expect("body reads").to_bytes()
 }
 
 /// A reply with `status` and a text body.
@@ -155,10 +146,7 @@ pub fn reply(status: u16, text: &'static str) -> Response<Body> {
 pub async fn eventually(patience: Duration, mut check: impl FnMut() -> bool) {
     let deadline = tokio::time::Instant::now() + patience;
     while !check() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {patience:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {patience:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use switchyard::config::Secret;
 use switchyard::django::{
-    BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, SessionBridge,
-    StoreErrorPolicy, StoreSettings, UserTable,
+    BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, SessionBridge, StoreErrorPolicy, StoreSettings,
+    UserTable,
 };
 
 pub const VERSIONS: [&str; 3] = ["django42", "django52", "django6"];
@@ -59,38 +59,20 @@ pub struct Case {
 
 /// Reads `<root>/<version>/<db>/<scenario>/cases.json`, failing loudly when absent.
 pub fn load(version: &str, db: &str, scenario: &str) -> Fixture {
-    let path = root()
-        .join(version)
-        .join(db)
-        .join(scenario)
-        .join("cases.json");
+    let path = root().join(version).join(db).join(scenario).join("cases.json");
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run scripts/session-fixtures (with PostgreSQL for the postgres fixtures)",
-            path.display()
-        )
+        panic!("{}: {e}; run scripts/session-fixtures (with PostgreSQL for the postgres fixtures)", path.display())
     });
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 /// Bridge settings equivalent to the fixture's Django settings, with `database` overridable.
 pub fn settings(f: &FixtureSettings, database: Option<&Path>) -> BridgeSettings {
-    let (username, pk_type) = (
-        f.user_username_column.as_str(),
-        if f.user_pk_type == "uuid" {
-            PkType::Uuid
-        } else {
-            PkType::Int
-        },
-    );
+    let (username, pk_type) =
+        (f.user_username_column.as_str(), if f.user_pk_type == "uuid" { PkType::Uuid } else { PkType::Int });
     BridgeSettings {
         secret_key: Secret::new(f.secret_key.clone()),
-        secret_key_fallbacks: f
-            .secret_key_fallbacks
-            .iter()
-            .cloned()
-            .map(Secret::new)
-            .collect(),
+        secret_key_fallbacks: f.secret_key_fallbacks.iter().cloned().map(Secret::new).collect(),
         engine: match f.session_engine.as_str() {
             "signed_cookies" => Engine::SignedCookies,
             "cached_db" => Engine::CachedDb,

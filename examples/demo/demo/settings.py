@@ -1,13 +1,17 @@
 """Settings for the Switchyard demo site.
 
 The site runs behind Switchyard, which terminates TLS and sets X-Forwarded-Proto and
-X-Forwarded-Host, so Django is told to believe those two headers. That is safe only
-because gunicorn listens on a unix socket that nothing but Switchyard can reach.
+X-Forwarded-Host, so Django is told to believe those two headers. Browsers reach gunicorn
+only through Switchyard (a unix socket); Switchyard's command calls come in on a loopback
+TCP port, since backend URLs are http://HOST:PORT. Any local process can reach that port
+and forge those headers: fine for a demo on your own machine, not for a shared host.
 
 Environment:
     DJANGO_SECRET_KEY  the signing key (a fixed dev key when unset: never deploy that)
     DJANGO_DEBUG       "1" (default) for debug pages, "0" for production-like errors
     DEMO_DB            path of the SQLite database (default: db.sqlite3 beside manage.py)
+    SWITCHYARD_BACKEND_SECRET  the secret Switchyard signs command and hook calls with
+                       (read by switchyard_backend; unset, every such call is refused)
 """
 
 import os
@@ -28,6 +32,8 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "site_pages",
+    "switchyard_backend",
+    "live",
 ]
 
 MIDDLEWARE = [

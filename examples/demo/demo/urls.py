@@ -1,7 +1,9 @@
-"""URL map of the demo site: everything lives in the site_pages app."""
+"""URL map of the demo site: pages, the /live/ page, and the views Switchyard calls."""
 
 from django.urls import include, path
 
 urlpatterns = [
     path("", include("site_pages.urls")),
+    path("", include("live.urls")),
+    path("ws/", include("switchyard_backend.urls")),
 ]

@@ -1,20 +1,13 @@
 use super::*;
 
 fn downstream(trusted: bool, tls: bool) -> Downstream {
-    Downstream {
-        peer: "10.0.0.9:5555".parse().unwrap(),
-        tls,
-        trusted,
-    }
+    Downstream { peer: "10.0.0.9:5555".parse().unwrap(), tls, trusted }
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut map = HeaderMap::new();
     for (k, v) in pairs {
-        map.append(
-            HeaderName::from_bytes(k.as_bytes()).unwrap(),
-            HeaderValue::from_str(v).unwrap(),
-        );
+        map.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
     }
     map
 }
@@ -38,21 +31,14 @@ fn hop_by_hop_and_connection_named_headers_are_removed() {
 
 #[test]
 fn client_switchyard_headers_are_stripped() {
-    let mut h = headers(&[
-        ("x-switchyard-user", "1"),
-        ("X-Switchyard-Signature", "t=1,v1=00"),
-    ]);
+    let mut h = headers(&[("x-switchyard-user", "1"), ("X-Switchyard-Signature", "t=1,v1=00")]);
     prepare_request(&mut h, &downstream(true, false), None);
     assert!(h.keys().all(|k| !k.as_str().starts_with("x-switchyard-")));
 }
 
 #[test]
 fn several_cookie_headers_become_one() {
-    let mut h = headers(&[
-        ("cookie", "a=1; "),
-        ("cookie", "sessionid=abc"),
-        ("cookie", "c=3"),
-    ]);
+    let mut h = headers(&[("cookie", "a=1; "), ("cookie", "sessionid=abc"), ("cookie", "c=3")]);
     prepare_request(&mut h, &downstream(false, false), None);
     assert_eq!(h.get_all("cookie").iter().count(), 1);
     assert_eq!(h["cookie"], "a=1; sessionid=abc; c=3");
@@ -108,11 +94,7 @@ fn http2_authority_becomes_host() {
 
 #[test]
 fn response_hop_by_hop_headers_are_removed() {
-    let mut h = headers(&[
-        ("connection", "close"),
-        ("transfer-encoding", "chunked"),
-        ("set-cookie", "a=1"),
-    ]);
+    let mut h = headers(&[("connection", "close"), ("transfer-encoding", "chunked"), ("set-cookie", "a=1")]);
     prepare_response(&mut h);
     assert!(!h.contains_key("connection") && !h.contains_key("transfer-encoding"));
     assert_eq!(h["set-cookie"], "a=1");

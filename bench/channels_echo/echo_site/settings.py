@@ -1,0 +1,33 @@
+"""Settings of the Channels yardstick. Environment (scripts/bench-ws sets both):
+
+DJANGO_SECRET_KEY  the key sessions are signed with (Switchyard gets the same one)
+BENCH_DB           the SQLite file with the users and sessions
+"""
+
+import os
+
+SECRET_KEY = os.environ["DJANGO_SECRET_KEY"]
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "daphne",
+    "channels",
+    "echo_site",
+]
+
+ROOT_URLCONF = "echo_site.urls"
+ASGI_APPLICATION = "echo_site.asgi.application"
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": os.environ["BENCH_DB"],
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
+USE_TZ = True

@@ -1,0 +1,3 @@
+"""No HTTP pages: the yardstick only answers WebSockets."""
+
+urlpatterns = []

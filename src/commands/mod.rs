@@ -1,0 +1,186 @@
+//! Command dispatch on `json` routes: built-ins first, then `[commands."PATTERN"]` backends,
+//! each checked against the route's `commands` list and the command's `auth` rule.
+//! A backend reply may replace the connection state and push to other sockets.
+
+pub mod backend;
+mod builtin;
+pub mod signature;
+
+use std::sync::{Arc, Mutex};
+
+use http::HeaderValue;
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::Message;
+
+use self::backend::{Backend, CallHeaders};
+use self::builtin::Builtin;
+use crate::config::{is_command_name, CommandConfig, CommandPattern, Config, RouteConfig};
+use crate::django::User;
+use crate::hub::{ConnId, Hub, Target};
+use crate::protocol::{self, CommandError, ErrorCode};
+use crate::routes;
+
+/// Everything a command needs to know about the socket that sent it.
+#[derive(Debug)]
+pub struct Caller {
+    /// The connection id.
+    pub id: ConnId,
+    /// The route the socket opened on.
+    pub route: Arc<RouteConfig>,
+    /// Request path and query of the upgrade.
+    pub path: String,
+    /// The query string (without `?`), or "".
+    pub query: String,
+    /// The user, or None for anonymous.
+    pub user: Option<Arc<User>>,
+    /// The upgrade's `Host`, passed to backends.
+    pub host: Option<HeaderValue>,
+    /// The upgrade's `Cookie` (merged), passed to backends unless `forward_cookie = false`.
+    pub cookie: Option<HeaderValue>,
+    /// The downstream address chain, as the proxy would send `X-Forwarded-For`.
+    pub forwarded_for: Option<HeaderValue>,
+    /// The scheme the browser used.
+    pub scheme: &'static str,
+    /// Per-connection state, a JSON object set by backends.
+    pub state: Mutex<Value>,
+}
+
+impl Caller {
+    /// The body every backend call and hook carries.
+    pub fn call_body(&self, command: &str, args: Value) -> Value {
+        let state = self.state.lock().map(|s| s.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        json!({
+            "command": command,
+            "args": args,
+            "connection": {"id": &*self.id, "path": self.path, "query": self.query, "state": state},
+            "user": self.user.as_deref(),
+        })
+    }
+
+    /// The headers a call carries; the cookie only when `forward_cookie`.
+    pub fn call_headers(&self, forward_cookie: bool) -> CallHeaders<'_> {
+        CallHeaders {
+            host: self.host.as_ref(),
+            cookie: self.cookie.as_ref().filter(|_| forward_cookie),
+            forwarded_for: self.forwarded_for.as_ref(),
+            forwarded_proto: Some(self.scheme),
+        }
+    }
+}
+
+/// The dispatcher, built once; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Commands {
+    table: Arc<Vec<(CommandPattern, CommandConfig)>>,
+    backend: Option<Backend>,
+    hub: Hub,
+    max_state: usize,
+}
+
+impl Commands {
+    /// Builds the dispatcher; patterns are tried most specific first (exact, then the
+    /// longest prefix), so their order in the file does not matter.
+    pub fn new(config: &Config, hub: Hub) -> Self {
+        let mut table: Vec<(CommandPattern, CommandConfig)> =
+            config.commands.iter().map(|(p, c)| (p.clone(), c.clone())).collect();
+        table.sort_by_key(|(p, _)| (p.0.ends_with('*'), std::cmp::Reverse(p.0.len())));
+        Self {
+            table: Arc::new(table),
+            backend: Backend::new(&config.backends),
+            hub,
+            max_state: config.websocket.max_state_size.as_usize(),
+        }
+    }
+
+    /// The signing client, for hooks.
+    pub fn backend(&self) -> Option<&Backend> {
+        self.backend.as_ref()
+    }
+
+    /// Runs one command for `caller` and returns its result or error.
+    pub async fn run(&self, name: &str, args: Value, caller: &Caller) -> Result<Value, CommandError> {
+        let builtin = Builtin::named(name);
+        let configured = self.table.iter().find(|(p, _)| p.matches(name)).map(|(_, c)| c);
+        if !is_command_name(name) || (builtin.is_none() && configured.is_none()) {
+            return Err(CommandError::new(ErrorCode::UnknownCommand, format!("no command named `{name}`")));
+        }
+        if !caller.route.commands.iter().any(|p| p.matches(name)) {
+            return Err(CommandError::new(ErrorCode::Forbidden, format!("`{name}` may not run on this route")));
+        }
+        if let Some(builtin) = builtin {
+            return builtin.run(args, caller);
+        }
+        let config = configured.expect("checked above");
+        if routes::check(config.auth, caller.user.as_deref()).is_err() {
+            return Err(CommandError::new(ErrorCode::Forbidden, format!("`{name}` needs a user with more rights")));
+        }
+        self.call_backend(name, args, config, caller).await
+    }
+
+    async fn call_backend(
+        &self,
+        name: &str,
+        args: Value,
+        config: &CommandConfig,
+        caller: &Caller,
+    ) -> Result<Value, CommandError> {
+        let Some(backend) = &self.backend else {
+            return Err(CommandError::new(ErrorCode::BackendUnavailable, "no backend is configured"));
+        };
+        let url = config.url.0.replace("{command}", name);
+        let timeout = config.timeout.map_or(backend.default_timeout, |t| t.0);
+        let forward_cookie = config.forward_cookie.unwrap_or(backend.forward_cookie);
+        let body = caller.call_body(name, args);
+        let reply = backend.call(&url, &body, &caller.call_headers(forward_cookie), timeout).await;
+        let mut reply = reply.map_err(|e| {
+            tracing::debug!(command = name, error = %e, "backend call failed");
+            e.to_command_error()
+        })?;
+        self.apply_state(&mut reply, caller)?;
+        self.apply_pushes(&reply);
+        Ok(reply.get_mut("result").map(Value::take).unwrap_or(Value::Null))
+    }
+
+    /// A reply's `state` replaces the connection's, when it is an object within the bound.
+    fn apply_state(&self, reply: &mut Value, caller: &Caller) -> Result<(), CommandError> {
+        let Some(state) = reply.get_mut("state").map(Value::take) else { return Ok(()) };
+        if !state.is_object() || state.to_string().len() > self.max_state {
+            return Err(CommandError::new(
+                ErrorCode::BackendError,
+                "the backend set a state that is not an object or too large",
+            ));
+        }
+        *caller.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+        Ok(())
+    }
+
+    /// Delivers a reply's `push` list: each entry to a connection, a user, or everyone.
+    fn apply_pushes(&self, reply: &Value) {
+        let Some(pushes) = reply.get("push").and_then(Value::as_array) else { return };
+        for push in pushes {
+            let Some(target) = push_target(push) else {
+                tracing::debug!(?push, "push without a connection, user or broadcast target ignored");
+                continue;
+            };
+            let event = push.get("event").and_then(Value::as_str).unwrap_or("message");
+            let data = push.get("data").unwrap_or(&Value::Null);
+            self.hub.deliver(&target, &Message::text(protocol::push(event, data)));
+        }
+    }
+}
+
+/// A push entry's target: `connection`, `user` (string or number) or `broadcast: true`.
+pub fn push_target(push: &Value) -> Option<Target> {
+    let id = |v: &Value| match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    if let Some(c) = push.get("connection").and_then(id) {
+        return Some(Target::Connection(c));
+    }
+    if let Some(u) = push.get("user").and_then(id) {
+        return Some(Target::User(u));
+    }
+    push.get("broadcast").and_then(Value::as_bool).filter(|b| *b).map(|_| Target::Broadcast)
+}

@@ -1,0 +1,254 @@
+//! The client wire format on `json` routes: one JSON object per text frame, commands in the
+//! order written, `id` echoed; replies, pushes and the welcome frame going the other way.
+//! (DESIGN.md, "Wire protocol".)
+
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+/// Top-level names a client may not use as commands: they mark server frames.
+pub const RESERVED: [&str; 7] = ["id", "welcome", "push", "join", "leave", "lost", "error"];
+
+/// Largest number of commands one frame may carry; each may cost a backend call.
+pub const MAX_COMMANDS_PER_FRAME: usize = 16;
+
+/// One parsed client frame.
+#[derive(Debug, PartialEq)]
+pub struct ClientFrame {
+    /// The client's `id`, echoed in the reply (a string or a number).
+    pub id: Option<Value>,
+    /// Commands in the order written: name and argument.
+    pub commands: Vec<(String, Value)>,
+}
+
+/// A frame-level failure: the reply is `{"id"?, "error": {"code": "bad_frame", ...}}`.
+#[derive(Debug, PartialEq)]
+pub struct BadFrame {
+    /// The `id`, when one could be read.
+    pub id: Option<Value>,
+    /// What is wrong, for the client.
+    pub message: String,
+}
+
+/// The error codes of the protocol, one per kind of failure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorCode {
+    /// Not JSON, not an object, a duplicate key, no command.
+    BadFrame,
+    /// No built-in and no backend has this name.
+    UnknownCommand,
+    /// The argument has the wrong shape.
+    BadArgs,
+    /// The route, the command's rule or the backend (403) says no.
+    Forbidden,
+    /// Too many commands in flight on this socket.
+    TooManyRequests,
+    /// The backend could not be reached.
+    BackendUnavailable,
+    /// The backend took longer than its timeout.
+    BackendTimeout,
+    /// The backend answered with another non-2xx status or an unreadable reply.
+    BackendError,
+}
+
+impl ErrorCode {
+    /// The code as it appears on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::BadFrame => "bad_frame",
+            Self::UnknownCommand => "unknown_command",
+            Self::BadArgs => "bad_args",
+            Self::Forbidden => "forbidden",
+            Self::TooManyRequests => "too_many_requests",
+            Self::BackendUnavailable => "backend_unavailable",
+            Self::BackendTimeout => "backend_timeout",
+            Self::BackendError => "backend_error",
+        }
+    }
+}
+
+/// A failed command: its code, a message, and what the backend said, when it said something.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CommandError {
+    /// The protocol code.
+    pub code: ErrorCode,
+    /// A short message for the client.
+    pub message: String,
+    /// The backend's own JSON `error`, passed on as `detail`.
+    pub detail: Option<Value>,
+}
+
+impl CommandError {
+    /// An error with no backend detail.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), detail: None }
+    }
+
+    fn to_value(&self) -> Value {
+        let mut error = Map::new();
+        error.insert("code".into(), self.code.as_str().into());
+        error.insert("message".into(), self.message.clone().into());
+        if let Some(detail) = &self.detail {
+            error.insert("detail".into(), detail.clone());
+        }
+        Value::Object(error)
+    }
+}
+
+/// Parses one text frame.
+pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
+    let entries = match serde_json::from_str::<Entries>(text) {
+        Ok(entries) => entries.0,
+        Err(e) => return Err(BadFrame { id: None, message: not_an_object(&e) }),
+    };
+    let id = entries.iter().find(|(k, _)| k == "id").map(|(_, v)| v.clone());
+    let bad = |message: String| BadFrame { id: id.clone().filter(valid_id), message };
+    if let Some(id) = &id {
+        if !valid_id(id) {
+            return Err(bad("`id` must be a string or a number".into()));
+        }
+    }
+    for (i, (key, _)) in entries.iter().enumerate() {
+        if entries[..i].iter().any(|(k, _)| k == key) {
+            return Err(bad(format!("duplicate key `{key}`")));
+        }
+    }
+    let commands: Vec<(String, Value)> = entries.into_iter().filter(|(k, _)| k != "id").collect();
+    if commands.is_empty() {
+        return Err(bad("a frame needs at least one command, like {\"ping\": null}".into()));
+    }
+    if commands.len() > MAX_COMMANDS_PER_FRAME {
+        return Err(bad(format!("at most {MAX_COMMANDS_PER_FRAME} commands per frame")));
+    }
+    Ok(ClientFrame { id, commands })
+}
+
+fn valid_id(id: &Value) -> bool {
+    matches!(id, Value::String(_) | Value::Number(_))
+}
+
+fn not_an_object(e: &serde_json::Error) -> String {
+    if e.is_data() {
+        "a frame must be a JSON object".into()
+    } else {
+        format!("not JSON: {e}")
+    }
+}
+
+/// Encodes a reply: `id` first, then each command's outcome in order.
+pub fn reply(id: Option<&Value>, outcomes: Vec<(String, Result<Value, CommandError>)>) -> String {
+    let mut frame = Map::new();
+    if let Some(id) = id {
+        frame.insert("id".into(), id.clone());
+    }
+    for (name, outcome) in outcomes {
+        let mut entry = Map::new();
+        match outcome {
+            Ok(result) => entry.insert("result".into(), result),
+            Err(error) => entry.insert("error".into(), error.to_value()),
+        };
+        frame.insert(name, Value::Object(entry));
+    }
+    Value::Object(frame).to_string()
+}
+
+/// Encodes a frame-level error.
+pub fn bad_frame(bad: &BadFrame) -> String {
+    let mut frame = Map::new();
+    if let Some(id) = &bad.id {
+        frame.insert("id".into(), id.clone());
+    }
+    let error = CommandError::new(ErrorCode::BadFrame, bad.message.clone());
+    frame.insert("error".into(), error.to_value());
+    Value::Object(frame).to_string()
+}
+
+/// Encodes the first frame on a json route.
+pub fn welcome(connection: &str, user: Option<&crate::django::User>) -> String {
+    serde_json::json!({"welcome": {"connection": connection, "user": user}}).to_string()
+}
+
+/// Encodes a push addressed to a user, a connection or everyone (no offset: not recoverable).
+pub fn push(event: &str, data: &Value) -> String {
+    serde_json::json!({"push": {"event": event, "data": data}}).to_string()
+}
+
+/// A JSON object's entries in document order, duplicates kept (serde_json's map keeps one).
+struct Entries(Vec<(String, Value)>);
+
+impl<'de> Deserialize<'de> for Entries {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct EntriesVisitor;
+        impl<'de> Visitor<'de> for EntriesVisitor {
+            type Value = Entries;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
+                let mut entries = Vec::new();
+                while let Some(entry) = map.next_entry::<String, Value>()? {
+                    if entries.len() > MAX_COMMANDS_PER_FRAME + 1 {
+                        return Err(de::Error::custom("too many keys"));
+                    }
+                    entries.push(entry);
+                }
+                Ok(Entries(entries))
+            }
+        }
+        d.deserialize_map(EntriesVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn commands_keep_the_order_written() {
+        let frame =
+            parse(r#"{"id": 7, "subscribe": {"channel": "a"}, "chat.send": {"text": "hi"}, "ping": null}"#).unwrap();
+        assert_eq!(frame.id, Some(json!(7)));
+        let names: Vec<&str> = frame.commands.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["subscribe", "chat.send", "ping"]);
+    }
+
+    #[test]
+    fn duplicate_key_is_bad_frame_with_the_id() {
+        let bad = parse(r#"{"id": "x", "ping": 1, "ping": 2}"#).unwrap_err();
+        assert_eq!(bad.id, Some(json!("x")));
+        assert!(bad.message.contains("duplicate key `ping`"));
+    }
+
+    #[test]
+    fn non_object_and_non_json_are_bad_frames() {
+        assert_eq!(parse("[1,2]").unwrap_err().message, "a frame must be a JSON object");
+        assert!(parse("{nope").unwrap_err().message.starts_with("not JSON"));
+        assert!(parse(r#"{"id": 1}"#).unwrap_err().message.contains("at least one command"));
+        assert!(parse(r#"{"id": [1], "ping": null}"#).unwrap_err().message.contains("string or a number"));
+    }
+
+    #[test]
+    fn reply_lists_outcomes_in_order_after_the_id() {
+        let text = reply(
+            Some(&json!(7)),
+            vec![
+                ("b".into(), Ok(json!("pong"))),
+                ("a".into(), Err(CommandError::new(ErrorCode::UnknownCommand, "no such command"))),
+            ],
+        );
+        assert_eq!(
+            text,
+            r#"{"id":7,"b":{"result":"pong"},"a":{"error":{"code":"unknown_command","message":"no such command"}}}"#
+        );
+    }
+
+    #[test]
+    fn too_many_commands_are_refused() {
+        let body: Vec<String> = (0..20).map(|i| format!("\"c{i}\": null")).collect();
+        assert!(parse(&format!("{{{}}}", body.join(","))).is_err());
+    }
+}

@@ -1,0 +1,282 @@
+//! One socket's life after the 101: auth → on_connect → register → welcome → the loop →
+//! close → on_disconnect. The loop reads frames, writes what the outbox holds (draining it
+//! before one flush), pings, and watches for eviction, shutdown and revalidation.
+
+use std::ops::ControlFlow;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_util::{SinkExt, StreamExt};
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+
+use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::WebSocketStream;
+
+use super::hooks::{self, Verdict};
+use super::Shared;
+use crate::commands::Caller;
+use crate::config::Protocol;
+use crate::django::Identity;
+use crate::hub::{self, Outbox, Registration, Slot};
+use crate::protocol;
+use crate::routes::{self, Refusal};
+
+type Ws = WebSocketStream<TokioIo<Upgraded>>;
+
+/// How long the peer has to answer our close frame before the socket is dropped.
+const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why the loop ended: the close frame to send, if any.
+#[derive(Debug)]
+enum Ending {
+    /// The peer closed or vanished; nothing more to send.
+    Peer,
+    /// We close with this code and reason.
+    Close(u16, &'static str),
+}
+
+/// Runs the socket to its end; `slot` holds its place under the caps.
+pub(super) async fn run(mut ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc<Shared>) {
+    if let Err(refusal) = routes::check(caller.route.auth, caller.user.as_deref()) {
+        let (code, reason) = match refusal {
+            Refusal::NotLoggedIn => (4401, "login required"),
+            Refusal::NotAllowed => (4403, "not allowed"),
+        };
+        return close(&mut ws, code, reason).await;
+    }
+    if let Err((code, reason)) = on_connect(&caller, &shared).await {
+        return close(&mut ws, code, &reason).await;
+    }
+    let (outbox, inbox) = hub::outbox(shared.config.outbox_messages, shared.config.outbox_bytes.as_usize());
+    let route = route_key(&caller);
+    let registration = shared.hub.register(slot, caller.id.clone(), route.clone(), outbox.clone());
+    let mut socket = Socket {
+        ws,
+        caller: caller.clone(),
+        shared: shared.clone(),
+        outbox,
+        route,
+        tasks: JoinSet::new(),
+        in_flight: Arc::new(AtomicUsize::new(0)),
+    };
+    if socket.caller.route.protocol == Protocol::Json {
+        let welcome = protocol::welcome(&caller.id, caller.user.as_deref());
+        if socket.ws.send(Message::text(welcome)).await.is_err() {
+            return finish(socket, registration).await;
+        }
+    }
+    let ending = socket.run_loop(inbox).await;
+    if let Ending::Close(code, reason) = ending {
+        close(&mut socket.ws, code, reason).await;
+    }
+    finish(socket, registration).await;
+}
+
+/// Unregisters, stops the socket's command tasks and reports the disconnect exactly once.
+async fn finish(mut socket: Socket, registration: Registration) {
+    drop(registration);
+    socket.tasks.abort_all();
+    let shared = &socket.shared;
+    if let (Some(url), Some(backend)) = (&socket.caller.route.on_disconnect, shared.commands.backend()) {
+        hooks::disconnect(backend, &url.0, &socket.caller, &shared.hub).await;
+    }
+}
+
+/// Runs `on_connect` when the route has one; Err is the close to send.
+async fn on_connect(caller: &Caller, shared: &Shared) -> Result<(), (u16, String)> {
+    let (Some(url), Some(backend)) = (&caller.route.on_connect, shared.commands.backend()) else { return Ok(()) };
+    match hooks::connect(backend, &url.0, caller, &shared.hub).await {
+        Ok(Verdict::Accept) => Ok(()),
+        Ok(Verdict::Refuse(code, reason)) => Err((code, reason)),
+        Err(e) => {
+            tracing::warn!(connection = %caller.id, error = %e, "on_connect hook failed");
+            Err((1011, "on_connect failed".into()))
+        }
+    }
+}
+
+/// The key sockets of one route are grouped under (for broadcast routes).
+fn route_key(caller: &Caller) -> Arc<str> {
+    Arc::from(format!("{:?}", caller.route.path))
+}
+
+struct Socket {
+    ws: Ws,
+    caller: Arc<Caller>,
+    shared: Arc<Shared>,
+    outbox: Outbox,
+    /// The hub's group for this socket's route (broadcast routes deliver to it).
+    route: Arc<str>,
+    tasks: JoinSet<()>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl Socket {
+    async fn run_loop(&mut self, mut inbox: hub::Inbox) -> Ending {
+        let eviction = inbox.eviction();
+        let config = &self.shared.config;
+        let mut ping = tokio::time::interval(config.ping_interval.0);
+        let mut revalidate = tokio::time::interval(config.revalidate.0);
+        revalidate.reset();
+        let graceful = self.shared.lifecycle.graceful.clone();
+        let mut last_heard = Instant::now();
+        loop {
+            let flow = tokio::select! {
+                () = graceful.cancelled() => ControlFlow::Break(Ending::Close(1001, "server shutting down")),
+                (code, reason) = eviction.wait() => ControlFlow::Break(Ending::Close(code, reason)),
+                read = self.ws.next() => {
+                    last_heard = Instant::now();
+                    self.on_read(read).await
+                }
+                Some(out) = inbox.recv() => {
+                    // A peer that stops reading blocks the write; eviction or the idle
+                    // timeout must still end it.
+                    let patience = self.shared.config.idle_timeout.0;
+                    tokio::select! {
+                        written = tokio::time::timeout(patience, self.write_batch(out, &mut inbox)) => {
+                            written.unwrap_or(ControlFlow::Break(Ending::Peer))
+                        }
+                        (code, reason) = eviction.wait() => ControlFlow::Break(Ending::Close(code, reason)),
+                    }
+                }
+                _ = ping.tick() => self.keepalive(last_heard).await,
+                _ = revalidate.tick() => self.revalidate().await,
+            };
+            if let ControlFlow::Break(ending) = flow {
+                return ending;
+            }
+        }
+    }
+
+    async fn on_read(&mut self, read: Option<Result<Message, WsError>>) -> ControlFlow<Ending> {
+        match read {
+            None => ControlFlow::Break(Ending::Peer),
+            Some(Ok(msg)) => self.on_message(msg).await,
+            Some(Err(e)) => ControlFlow::Break(read_error(&e)),
+        }
+    }
+
+    async fn on_message(&mut self, msg: Message) -> ControlFlow<Ending> {
+        let protocol = self.caller.route.protocol;
+        match (protocol, msg) {
+            (_, Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => ControlFlow::Continue(()),
+            (_, Message::Close(_)) => ControlFlow::Continue(()),
+            (Protocol::Echo, msg) => self.send_now(msg).await,
+            (Protocol::Broadcast, msg) => {
+                self.shared.hub.deliver_to_route(&self.route, "", &msg);
+                ControlFlow::Continue(())
+            }
+            (Protocol::Json, Message::Binary(_)) => {
+                ControlFlow::Break(Ending::Close(1003, "binary frames are not accepted here"))
+            }
+            (Protocol::Json, Message::Text(text)) => self.on_frame(&text).await,
+        }
+    }
+
+    /// A json frame: bad frames and overload are answered here; commands run in a task.
+    async fn on_frame(&mut self, text: &str) -> ControlFlow<Ending> {
+        let frame = match protocol::parse(text) {
+            Ok(frame) => frame,
+            Err(bad) => return self.send_now(Message::text(protocol::bad_frame(&bad))).await,
+        };
+        if self.in_flight.load(Ordering::Acquire) >= self.shared.config.max_in_flight {
+            let error =
+                protocol::CommandError::new(protocol::ErrorCode::TooManyRequests, "too many commands in flight");
+            let outcomes = frame.commands.into_iter().map(|(name, _)| (name, Err(error.clone()))).collect();
+            return self.send_now(Message::text(protocol::reply(frame.id.as_ref(), outcomes))).await;
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let (caller, shared, outbox, in_flight) =
+            (self.caller.clone(), self.shared.clone(), self.outbox.clone(), self.in_flight.clone());
+        self.tasks.spawn(async move {
+            let mut outcomes = Vec::with_capacity(frame.commands.len());
+            for (name, args) in frame.commands {
+                let outcome = shared.commands.run(&name, args, &caller).await;
+                outcomes.push((name, outcome));
+            }
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            let _ = outbox.send(Message::text(protocol::reply(frame.id.as_ref(), outcomes))).await;
+        });
+        // Reap finished command tasks so the set does not grow with the socket's age.
+        while self.tasks.try_join_next().is_some() {}
+        ControlFlow::Continue(())
+    }
+
+    async fn send_now(&mut self, msg: Message) -> ControlFlow<Ending> {
+        match self.ws.send(msg).await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(Ending::Peer),
+        }
+    }
+
+    /// Writes `first` and everything already queued, then flushes once.
+    async fn write_batch(&mut self, first: Message, inbox: &mut hub::Inbox) -> ControlFlow<Ending> {
+        let mut next = Some(first);
+        while let Some(msg) = next {
+            if self.ws.feed(msg).await.is_err() {
+                return ControlFlow::Break(Ending::Peer);
+            }
+            next = inbox.try_recv();
+        }
+        match self.ws.flush().await {
+            Ok(()) => ControlFlow::Continue(()),
+            Err(_) => ControlFlow::Break(Ending::Peer),
+        }
+    }
+
+    async fn keepalive(&mut self, last_heard: Instant) -> ControlFlow<Ending> {
+        if last_heard.elapsed() >= self.shared.config.idle_timeout.0 {
+            return ControlFlow::Break(Ending::Close(1001, "idle timeout"));
+        }
+        self.send_now(Message::Ping(Default::default())).await
+    }
+
+    /// Re-checks the session; a different answer than at the upgrade closes with 4401.
+    /// A store error keeps the socket open.
+    async fn revalidate(&mut self) -> ControlFlow<Ending> {
+        let (Some(bridge), Some(cookie)) = (&self.shared.bridge, &self.caller.cookie) else {
+            return ControlFlow::Continue(());
+        };
+        let now = match bridge.resolve(cookie.as_bytes()).await {
+            Ok(Identity::User(user)) => Some(user),
+            Ok(Identity::Anonymous(_)) => None,
+            Err(e) => {
+                tracing::debug!(connection = %self.caller.id, error = %e, "revalidation skipped: store unavailable");
+                return ControlFlow::Continue(());
+            }
+        };
+        let then = self.caller.user.as_ref().map(|u| &u.id);
+        if now.as_ref().map(|u| &u.id) == then {
+            ControlFlow::Continue(())
+        } else {
+            ControlFlow::Break(Ending::Close(4401, "session ended"))
+        }
+    }
+}
+
+/// The close a read error calls for (tungstenite does not send 1009 or 1007 itself).
+fn read_error(e: &WsError) -> Ending {
+    match e {
+        WsError::Capacity(_) => Ending::Close(1009, "message too big"),
+        WsError::Utf8(_) => Ending::Close(1007, "invalid UTF-8 in a text message"),
+        WsError::Protocol(_) => Ending::Close(1002, "protocol error"),
+        _ => Ending::Peer,
+    }
+}
+
+/// Sends our close frame and waits for the peer's, so the TCP connection ends cleanly; a
+/// peer that reads nothing cannot hold the socket past the timeout.
+async fn close(ws: &mut Ws, code: u16, reason: &str) {
+    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+    let handshake = async {
+        if ws.close(Some(frame)).await.is_ok() {
+            while let Some(Ok(_)) = ws.next().await {}
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, handshake).await;
+}

@@ -1,0 +1,207 @@
+//! WebSocket termination: the phases of an upgrade (handshake → origin → identity → caps →
+//! 101), then the socket's life in [`connection`]. RFC 6455; permessage-deflate is never
+//! offered (tungstenite has none).
+
+mod connection;
+pub mod handshake;
+mod hooks;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use http::{header, HeaderValue, Request, Response};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
+use tokio_tungstenite::WebSocketStream;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use self::handshake::HandshakeError;
+use crate::body::Body;
+use crate::commands::{Caller, Commands};
+use crate::config::{Config, RouteConfig};
+use crate::django::{Identity, SessionBridge};
+use crate::downstream::Downstream;
+use crate::hub::{Hub, Slot};
+use crate::proxy::headers;
+use crate::routes;
+
+/// Who owns socket tasks: shutdown cancels `graceful` and waits for `tasks`.
+#[derive(Clone, Debug, Default)]
+pub struct Lifecycle {
+    /// Cancelled when shutdown begins: every socket closes with 1001.
+    pub graceful: CancellationToken,
+    /// Every socket task, so shutdown can wait for their disconnect hooks.
+    pub tasks: TaskTracker,
+}
+
+/// Everything sockets share; built once, cheap to clone.
+#[derive(Clone)]
+pub struct Websockets {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    config: crate::config::WebsocketConfig,
+    hub: Hub,
+    commands: Commands,
+    bridge: Option<SessionBridge>,
+    lifecycle: Lifecycle,
+}
+
+impl std::fmt::Debug for Websockets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Websockets").field("sockets", &self.inner.hub.len()).finish()
+    }
+}
+
+impl Websockets {
+    /// Builds the shared parts; `bridge` is None when no `[django]` section exists (everyone
+    /// is anonymous then).
+    pub fn new(config: &Config, bridge: Option<SessionBridge>, hub: Hub, lifecycle: Lifecycle) -> Self {
+        let commands = Commands::new(config, hub.clone());
+        let shared = Shared { config: config.websocket.clone(), hub, commands, bridge, lifecycle };
+        Self { inner: Arc::new(shared) }
+    }
+
+    /// The hub, for the admin API and tests.
+    pub fn hub(&self) -> &Hub {
+        &self.inner.hub
+    }
+
+    /// Runs every pre-upgrade check and answers 101 (the socket then runs in its own task)
+    /// or the refusal.
+    pub async fn upgrade(
+        &self,
+        mut req: Request<Incoming>,
+        route: Arc<RouteConfig>,
+        downstream: Downstream,
+    ) -> Response<Body> {
+        let (accepted, caller, slot) = match self.admit(&req, &route, &downstream).await {
+            Ok(admitted) => admitted,
+            Err(e) => return e.respond(),
+        };
+        let response = handshake::switching_protocols(&accepted);
+        let upgrade = hyper::upgrade::on(&mut req);
+        let shared = self.inner.clone();
+        self.inner.lifecycle.tasks.spawn(async move {
+            match upgrade.await {
+                Ok(upgraded) => {
+                    let ws = WebSocketStream::from_raw_socket(
+                        TokioIo::new(upgraded),
+                        Role::Server,
+                        Some(shared.ws_config(&route)),
+                    )
+                    .await;
+                    connection::run(ws, caller, slot, shared).await;
+                }
+                Err(e) => tracing::debug!(error = %e, "upgrade did not complete"),
+            }
+        });
+        response
+    }
+
+    /// Handshake → origin → identity → caps, in that order; each refusal has its status.
+    async fn admit(
+        &self,
+        req: &Request<Incoming>,
+        route: &Arc<RouteConfig>,
+        downstream: &Downstream,
+    ) -> Result<(handshake::Accepted, Arc<Caller>, Slot), HandshakeError> {
+        let accepted = handshake::validate(req, route)?;
+        check_origin(req, route, downstream)?;
+        let cookie = merged_cookie(req);
+        let user = self.identify(cookie.as_ref()).await?;
+        let client_ip = client_ip(req, downstream);
+        let slot = self.inner.hub.reserve(user.as_ref().map(|u| u.id.as_str()), client_ip)?;
+        let caller = Caller {
+            id: uuid::Uuid::new_v4().to_string().into(),
+            route: route.clone(),
+            path: req.uri().path().to_string(),
+            query: req.uri().query().unwrap_or("").to_string(),
+            user,
+            host: req.headers().get(header::HOST).cloned(),
+            cookie,
+            forwarded_for: forwarded_for(req, downstream),
+            scheme: scheme(req, downstream),
+            state: Mutex::new(serde_json::json!({})),
+        };
+        Ok((accepted, Arc::new(caller), slot))
+    }
+
+    async fn identify(&self, cookie: Option<&HeaderValue>) -> Result<Option<Arc<crate::django::User>>, HandshakeError> {
+        let (Some(bridge), Some(cookie)) = (&self.inner.bridge, cookie) else { return Ok(None) };
+        match bridge.resolve(cookie.as_bytes()).await {
+            Ok(Identity::User(user)) => Ok(Some(user)),
+            Ok(Identity::Anonymous(_)) => Ok(None),
+            Err(_) => Err(HandshakeError::StoreUnavailable),
+        }
+    }
+}
+
+impl Shared {
+    /// tungstenite's limits for a socket on `route`: a small read buffer (see DESIGN.md,
+    /// performance notes) and the route's message size for both frames and messages.
+    fn ws_config(&self, route: &RouteConfig) -> WebSocketConfig {
+        let max = route.max_message_size.as_usize();
+        WebSocketConfig::default()
+            .read_buffer_size(self.config.read_buffer_size.as_usize())
+            .write_buffer_size(0)
+            .max_write_buffer_size(max.saturating_mul(2).max(1 << 20))
+            .max_message_size(Some(max))
+            .max_frame_size(Some(max))
+    }
+}
+
+/// Cross-site WebSocket hijacking defence: a foreign Origin, or cookies without an Origin,
+/// is refused before any upgrade.
+fn check_origin<B>(req: &Request<B>, route: &RouteConfig, downstream: &Downstream) -> Result<(), HandshakeError> {
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return if req.headers().contains_key(header::COOKIE) { Err(HandshakeError::OriginMissing) } else { Ok(()) };
+    };
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let own = format!("{}://{host}", scheme(req, downstream));
+    let origin = origin.to_str().unwrap_or("");
+    if routes::origin_allowed(route, origin, &own) {
+        Ok(())
+    } else {
+        Err(HandshakeError::OriginRejected)
+    }
+}
+
+fn scheme<B>(req: &Request<B>, downstream: &Downstream) -> &'static str {
+    match headers::effective_scheme(req.headers(), downstream) {
+        "https" => "https",
+        _ => "http",
+    }
+}
+
+/// Several `Cookie` headers joined with "; ", as Django 6 and the proxy do.
+fn merged_cookie<B>(req: &Request<B>) -> Option<HeaderValue> {
+    let mut copy = http::HeaderMap::new();
+    for value in req.headers().get_all(header::COOKIE) {
+        copy.append(header::COOKIE, value.clone());
+    }
+    headers::merge_cookies(&mut copy);
+    copy.remove(header::COOKIE)
+}
+
+/// The browser's address: the peer, or behind a trusted proxy the last address it appended.
+fn client_ip<B>(req: &Request<B>, downstream: &Downstream) -> IpAddr {
+    let claimed = downstream
+        .trusted
+        .then(|| req.headers().get_all("x-forwarded-for").iter().last())
+        .flatten()
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|ip| ip.trim().parse().ok());
+    claimed.unwrap_or_else(|| downstream.peer.ip().to_canonical())
+}
+
+/// `X-Forwarded-For` for backend calls, built by the same rule as for proxied requests.
+fn forwarded_for<B>(req: &Request<B>, downstream: &Downstream) -> Option<HeaderValue> {
+    let mut copy = req.headers().clone();
+    headers::prepare_request(&mut copy, downstream, None);
+    copy.remove("x-forwarded-for")
+}

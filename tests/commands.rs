@@ -1,0 +1,303 @@
+//! Command backends and hooks against an in-test Django stand-in that checks the signature
+//! with its own HMAC: the call's body and headers, replies applied (result, state, push),
+//! every failure mapped to its error code, hooks with `seq`, exactly-once disconnects.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::SinkExt;
+use hmac::{Hmac, Mac};
+use http::{Request, Response};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use support::ws::*;
+use support::*;
+use tokio_tungstenite::tungstenite::Message;
+
+const SECRET: &str = "test-backend-secret";
+
+/// One call as the backend saw it.
+#[derive(Clone, Debug)]
+struct Seen {
+    path: String,
+    body: Value,
+    cookie: Option<String>,
+    host: Option<String>,
+    signature_ok: bool,
+}
+
+type Log = Arc<Mutex<Vec<Seen>>>;
+
+fn signature_ok(header: Option<&str>, body: &[u8]) -> bool {
+    let Some(header) = header else { return false };
+    let Some((t, v1)) = header.strip_prefix("t=").and_then(|h| h.split_once(",v1=")) else { return false };
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(format!("{t}.").as_bytes());
+    mac.update(body);
+    let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    let fresh = t.parse::<u64>().is_ok_and(|t| t.abs_diff(switchyard::commands::signature::now()) < 300);
+    expected == v1 && fresh
+}
+
+/// A stand-in Django: records each call, answers by path.
+async fn backend(log: Log) -> Upstream {
+    upstream(move |req: Request<hyper::body::Incoming>| {
+        let log = log.clone();
+        async move {
+            let path = req.uri().path().to_string();
+            let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap().to_string());
+            let (cookie, host, sig) = (header("cookie"), header("host"), header("x-switchyard-signature"));
+            let bytes = req.into_body().collect().await.unwrap().to_bytes();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            let signature_ok = signature_ok(sig.as_deref(), &bytes);
+            log.lock().unwrap().push(Seen { path: path.clone(), body: body.clone(), cookie, host, signature_ok });
+            answer(&path, &body).await
+        }
+    })
+    .await
+}
+
+fn json_reply(status: u16, value: Value) -> Response<switchyard::body::Body> {
+    let mut r = Response::new(bytes_body(value.to_string()));
+    *r.status_mut() = http::StatusCode::from_u16(status).unwrap();
+    r
+}
+
+async fn answer(path: &str, body: &Value) -> Response<switchyard::body::Body> {
+    let args = &body["args"];
+    match path {
+        "/cmd/t.body/" => json_reply(200, json!({"result": body})),
+        "/cmd/t.count/" => {
+            let n = body["connection"]["state"]["count"].as_i64().unwrap_or(0) + 1;
+            json_reply(200, json!({"result": n, "state": {"count": n}}))
+        }
+        "/cmd/t.push/" => json_reply(200, json!({"result": "pushed", "push": args})),
+        "/cmd/t.fail/" => json_reply(
+            args["status"].as_u64().unwrap() as u16,
+            json!({"error": {"code": "nope", "message": "asked to fail"}}),
+        ),
+        "/cmd/t.slow/" => {
+            tokio::time::sleep(Duration::from_millis(args.as_u64().unwrap_or(2000))).await;
+            json_reply(200, json!({"result": "slow"}))
+        }
+        "/cmd/t.bigstate/" => json_reply(200, json!({"result": 1, "state": {"blob": "x".repeat(100_000)}})),
+        "/hooks/connect/" if body["connection"]["query"].as_str().unwrap().contains("refuse=1") => {
+            json_reply(200, json!({"close": {"code": 4403, "reason": "refused by on_connect"}}))
+        }
+        "/hooks/connect/" => json_reply(200, json!({"state": {"joined": true}})),
+        "/hooks/disconnect/" => json_reply(200, json!({})),
+        _ => json_reply(404, json!({"error": {"code": "unknown_command", "message": path}})),
+    }
+}
+
+/// Switchyard whose `t.*` commands and hooks go to `backend_url`; `extra` is appended.
+async fn switchyard_for(backend_url: &str, extra: &str, dir: &std::path::Path) -> switchyard::server::Running {
+    std::fs::write(dir.join("secret"), SECRET).unwrap();
+    let config = format!(
+        r#"{base}
+[backends]
+secret_file = "{dir}/secret"
+timeout = "1s"
+[[routes]]
+path = "/ws/"
+on_connect = "{backend_url}/hooks/connect/"
+on_disconnect = "{backend_url}/hooks/disconnect/"
+[[routes]]
+path = "/plain/"
+[commands."t.*"]
+backend = "http"
+url = "{backend_url}/cmd/{{command}}/"
+{extra}"#,
+        base = minimal_config("http://127.0.0.1:9", ""),
+        dir = dir.display(),
+    );
+    start_switchyard(&config).await
+}
+
+struct Scene {
+    log: Log,
+    _backend: Upstream,
+    sy: switchyard::server::Running,
+    _dir: tempfile::TempDir,
+}
+
+async fn scene(extra: &str) -> Scene {
+    let log = Log::default();
+    let backend = backend(log.clone()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sy = switchyard_for(&backend.url, extra, dir.path()).await;
+    Scene { log, _backend: backend, sy, _dir: dir }
+}
+
+impl Scene {
+    async fn socket(&self, path: &str) -> (Client, String) {
+        let mut client = connect(self.sy.plain_addrs[0], path).await;
+        let id = welcome(&mut client).await["connection"].as_str().unwrap().to_string();
+        (client, id)
+    }
+
+    fn calls(&self, path: &str) -> Vec<Seen> {
+        self.log.lock().unwrap().iter().filter(|s| s.path == path).cloned().collect()
+    }
+}
+
+#[tokio::test]
+async fn backend_call_is_signed_and_carries_the_documented_body() {
+    let s = scene("").await;
+    let addr = s.sy.plain_addrs[0];
+    let origin = format!("http://{addr}");
+    let mut client =
+        connect_with(addr, "/ws/?room=7", &[("origin", origin.as_str()), ("cookie", "a=1"), ("cookie", "b=2")])
+            .await
+            .unwrap();
+    let conn = welcome(&mut client).await["connection"].clone();
+    let reply = command(&mut client, json!({"id": 1, "t.body": {"x": [1]}})).await;
+    let body = &reply["t.body"]["result"];
+    assert_eq!(body["command"], "t.body");
+    assert_eq!(body["args"], json!({"x": [1]}));
+    assert_eq!(body["connection"]["id"], conn);
+    assert_eq!(body["connection"]["path"], "/ws/");
+    assert_eq!(body["connection"]["query"], "room=7");
+    assert_eq!(body["connection"]["state"], json!({"joined": true}));
+    assert_eq!(body["user"], Value::Null);
+    let seen = s.calls("/cmd/t.body/").pop().unwrap();
+    assert!(seen.signature_ok, "signature did not verify");
+    assert_eq!(seen.cookie.as_deref(), Some("a=1; b=2"));
+    assert_eq!(seen.host, Some(addr.to_string()));
+}
+
+#[tokio::test]
+async fn cookie_is_not_forwarded_when_the_command_says_so() {
+    let s = scene("forward_cookie = false").await;
+    let addr = s.sy.plain_addrs[0];
+    let origin = format!("http://{addr}");
+    let mut client =
+        connect_with(addr, "/ws/", &[("origin", origin.as_str()), ("cookie", "sessionid=k")]).await.unwrap();
+    welcome(&mut client).await;
+    command(&mut client, json!({"id": 1, "t.body": null})).await;
+    assert_eq!(s.calls("/cmd/t.body/").pop().unwrap().cookie, None);
+}
+
+#[tokio::test]
+async fn state_set_by_a_backend_travels_with_the_next_call() {
+    let s = scene("").await;
+    let (mut client, _) = s.socket("/plain/").await;
+    for expected in 1..=3 {
+        let reply = command(&mut client, json!({"id": expected, "t.count": null})).await;
+        assert_eq!(reply["t.count"]["result"], expected);
+    }
+}
+
+#[tokio::test]
+async fn oversized_state_is_a_backend_error_and_the_old_state_stays() {
+    let s = scene("").await;
+    let (mut client, _) = s.socket("/plain/").await;
+    command(&mut client, json!({"id": 1, "t.count": null})).await;
+    let reply = command(&mut client, json!({"id": 2, "t.bigstate": null})).await;
+    assert_eq!(reply["t.bigstate"]["error"]["code"], "backend_error");
+    assert_eq!(command(&mut client, json!({"id": 3, "t.count": null})).await["t.count"]["result"], 2);
+}
+
+#[tokio::test]
+async fn pushes_reach_a_connection_and_everyone() {
+    let s = scene("").await;
+    let (mut a, _) = s.socket("/plain/").await;
+    let (mut b, b_id) = s.socket("/plain/").await;
+    let pushes =
+        json!([{"connection": b_id, "event": "direct", "data": 1}, {"broadcast": true, "event": "all", "data": 2}]);
+    let reply = command(&mut a, json!({"id": 1, "t.push": pushes})).await;
+    assert_eq!(reply["t.push"]["result"], "pushed");
+    assert_eq!(next_json(&mut b).await, json!({"push": {"event": "direct", "data": 1}}));
+    assert_eq!(next_json(&mut b).await, json!({"push": {"event": "all", "data": 2}}));
+}
+
+#[tokio::test]
+async fn backend_403_is_forbidden_and_500_is_backend_error_with_detail() {
+    let s = scene("").await;
+    let (mut client, _) = s.socket("/plain/").await;
+    let reply = command(&mut client, json!({"id": 1, "t.fail": {"status": 403}})).await;
+    assert_eq!(reply["t.fail"]["error"]["code"], "forbidden");
+    let reply = command(&mut client, json!({"id": 2, "t.fail": {"status": 500}, "ping": null})).await;
+    assert_eq!(reply["t.fail"]["error"]["code"], "backend_error");
+    assert_eq!(reply["t.fail"]["error"]["message"], "asked to fail");
+    assert_eq!(reply["t.fail"]["error"]["detail"]["code"], "nope");
+    assert_eq!(reply["ping"]["result"], "pong", "one failing command must not fail the others");
+}
+
+#[tokio::test]
+async fn slow_backend_is_backend_timeout() {
+    let s = scene("timeout = \"200ms\"").await;
+    let (mut client, _) = s.socket("/plain/").await;
+    let reply = command(&mut client, json!({"id": 1, "t.slow": 1000})).await;
+    assert_eq!(reply["t.slow"]["error"]["code"], "backend_timeout");
+}
+
+#[tokio::test]
+async fn unreachable_backend_is_backend_unavailable() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let sy = switchyard_for(&format!("http://127.0.0.1:{port}"), "", dir.path()).await;
+    let mut client = connect(sy.plain_addrs[0], "/plain/").await;
+    welcome(&mut client).await;
+    let reply = command(&mut client, json!({"id": 1, "t.body": null})).await;
+    assert_eq!(reply["t.body"]["error"]["code"], "backend_unavailable");
+}
+
+#[tokio::test]
+async fn commands_past_the_in_flight_bound_are_too_many_requests() {
+    let s = scene("[websocket]\nmax_in_flight = 1").await;
+    let (mut client, _) = s.socket("/plain/").await;
+    client.send(Message::text(json!({"id": 1, "t.slow": 500}).to_string())).await.unwrap();
+    let reply = command(&mut client, json!({"id": 2, "ping": null})).await;
+    assert_eq!(reply["ping"]["error"]["code"], "too_many_requests");
+    assert_eq!(next_json(&mut client).await["t.slow"]["result"], "slow");
+}
+
+#[tokio::test]
+async fn on_connect_can_refuse_with_its_code_and_reason() {
+    let s = scene("").await;
+    let mut client = connect(s.sy.plain_addrs[0], "/ws/?refuse=1").await;
+    assert_eq!(closed(&mut client).await, (4403, "refused by on_connect".to_string()));
+}
+
+#[tokio::test]
+async fn hooks_carry_seq_and_disconnect_is_reported_exactly_once() {
+    let s = scene("").await;
+    let (mut client, id) = s.socket("/ws/").await;
+    client.close(None).await.unwrap();
+    closed(&mut client).await;
+    eventually(Duration::from_secs(5), || !s.calls("/hooks/disconnect/").is_empty()).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let connects = s.calls("/hooks/connect/");
+    let disconnects = s.calls("/hooks/disconnect/");
+    assert_eq!(disconnects.len(), 1);
+    assert_eq!(connects[0].body["command"], "$connect");
+    assert_eq!(disconnects[0].body["command"], "$disconnect");
+    assert_eq!(disconnects[0].body["connection"]["id"], id);
+    assert_eq!((connects[0].body["seq"].as_u64(), disconnects[0].body["seq"].as_u64()), (Some(1), Some(2)));
+    assert!(disconnects[0].signature_ok);
+}
+
+#[tokio::test]
+async fn shutdown_reports_every_disconnect() {
+    let s = scene("").await;
+    let (mut a, a_id) = s.socket("/ws/").await;
+    let (mut b, b_id) = s.socket("/ws/").await;
+    let Scene { log, _backend, sy, _dir } = s;
+    let stopping = tokio::spawn(sy.shutdown(Duration::from_secs(5)));
+    assert_eq!(closed(&mut a).await.0, 1001);
+    assert_eq!(closed(&mut b).await.0, 1001);
+    assert_eq!(stopping.await.unwrap(), switchyard::server::Shutdown::Clean);
+    let ids: Vec<Value> = log
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|c| c.path == "/hooks/disconnect/")
+        .map(|c| c.body["connection"]["id"].clone())
+        .collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&json!(a_id)) && ids.contains(&json!(b_id)));
+}
