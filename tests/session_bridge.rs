@@ -152,25 +152,11 @@ async fn invalidating_a_user_or_a_session_forces_a_reload() {
     let id = user.user().unwrap().id.clone();
     assert_eq!(bridge.store_queries(), 2);
     bridge.invalidate_user(&id);
-    assert!(bridge
-        .resolve(alice.cookie.as_bytes())
-        .await
-        .unwrap()
-        .user()
-        .is_some());
-    assert_eq!(
-        bridge.store_queries(),
-        3,
-        "a known key reloads in one joined query"
-    );
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+    assert_eq!(bridge.store_queries(), 3, "a known key reloads in one joined query");
     let key = alice.cookie.trim_start_matches("sessionid=");
     bridge.invalidate_session(key).await;
-    assert!(bridge
-        .resolve(alice.cookie.as_bytes())
-        .await
-        .unwrap()
-        .user()
-        .is_some());
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
     assert_eq!(bridge.store_queries(), 4);
 }
 
@@ -199,10 +185,7 @@ async fn store_down_is_anonymous_under_the_anonymous_policy() {
 async fn a_recheck_during_an_outage_is_an_error_even_under_the_anonymous_policy() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Anonymous);
     break_database(&db);
-    assert!(bridge
-        .recheck(case(&f, "login_alice").cookie.as_bytes())
-        .await
-        .is_err());
+    assert!(bridge.recheck(case(&f, "login_alice").cookie.as_bytes()).await.is_err());
 }
 
 #[tokio::test]
@@ -231,9 +214,7 @@ async fn joined_reloads_agree(db: &str) {
             let bridge = fx::bridge(&f.settings);
             for c in &f.cases {
                 let first = bridge.resolve(c.cookie.as_bytes()).await.unwrap();
-                if let Some(key) =
-                    switchyard::django::cookies::cookie_value(c.cookie.as_bytes(), "sessionid")
-                {
+                if let Some(key) = switchyard::django::cookies::cookie_value(c.cookie.as_bytes(), "sessionid") {
                     bridge.invalidate_session(&key).await;
                 }
                 let again = bridge.resolve(c.cookie.as_bytes()).await.unwrap();

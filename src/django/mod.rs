@@ -188,12 +188,8 @@ impl SessionBridge {
             &s.secret_key_fallbacks,
         );
         let store = match &s.database {
-            Database::Sqlite(path) => {
-                Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store))
-            }
-            Database::Postgres(url) => {
-                Store::Postgres(Box::new(store::postgres::PgStore::new(url, &s.store)?))
-            }
+            Database::Sqlite(path) => Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store)),
+            Database::Postgres(url) => Store::Postgres(Box::new(store::postgres::PgStore::new(url, &s.store)?)),
         };
         Ok(SessionBridge {
             inner: Arc::new(Inner {
@@ -204,10 +200,7 @@ impl SessionBridge {
                 policy,
                 store,
                 cache: IdentityCache::new(s.cache),
-                pk_hints: moka::future::Cache::builder()
-                    .max_capacity(s.cache.size)
-                    .time_to_idle(PK_HINT_TTI)
-                    .build(),
+                pk_hints: moka::future::Cache::builder().max_capacity(s.cache.size).time_to_idle(PK_HINT_TTI).build(),
                 on_store_error: s.on_store_error,
                 error_log: BurstLog::default(),
             }),
@@ -293,22 +286,15 @@ impl SessionBridge {
 
 /// `[a-z0-9]{8,40}`: the only keys Django makes; anything else is refused before a query.
 pub fn session_key_shape_ok(key: &str) -> bool {
-    SESSION_KEY_LEN.contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    SESSION_KEY_LEN.contains(&key.len()) && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 fn from_unix_secs(s: f64) -> Option<SystemTime> {
-    (0.0..1e15)
-        .contains(&s)
-        .then(|| UNIX_EPOCH + Duration::from_secs_f64(s))
+    (0.0..1e15).contains(&s).then(|| UNIX_EPOCH + Duration::from_secs_f64(s))
 }
 
 // === impl Inner ===
@@ -317,36 +303,25 @@ impl Inner {
     /// A cache miss: session, then user. `Err` only when the database failed.
     async fn load(&self, key: &str) -> Result<Entry, StoreError> {
         let now = SystemTime::now();
-        let anon = |reason, expires| Entry {
-            identity: Identity::Anonymous(reason),
-            user_id: None,
-            session_expires: expires,
-        };
+        let anon =
+            |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
         // A user row already read in the same query as the session (see `pk_hints`).
         let mut joined_user: Option<(auth::Pk, Option<auth::UserRow>)> = None;
         let (session, expires) = match self.engine {
             Engine::SignedCookies => {
-                match store::signed_cookies::load(
-                    &self.signer,
-                    key,
-                    self.cookie_age_secs,
-                    unix_secs(now),
-                ) {
+                match store::signed_cookies::load(&self.signer, key, self.cookie_age_secs, unix_secs(now)) {
                     Ok((v, until)) => (v, from_unix_secs(until)),
                     Err(e) => return Ok(anon(signing_reason(&e), None)),
                 }
             }
             Engine::Db | Engine::CachedDb => {
-                let row =
-                    match self.pk_hints.get(key).await {
-                        Some(pk) => self.store.load_session_with_user(key, now, pk).await?.map(
-                            |(row, user)| {
-                                joined_user = Some((pk, user));
-                                row
-                            },
-                        ),
-                        None => self.store.load_session(key, now).await?,
-                    };
+                let row = match self.pk_hints.get(key).await {
+                    Some(pk) => self.store.load_session_with_user(key, now, pk).await?.map(|(row, user)| {
+                        joined_user = Some((pk, user));
+                        row
+                    }),
+                    None => self.store.load_session(key, now).await?,
+                };
                 let Some(row) = row else {
                     return Ok(anon(Anonymous::NoSuchSession, None));
                 };

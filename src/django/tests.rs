@@ -5,10 +5,7 @@ fn session_keys_have_djangos_shape() {
     assert!(session_key_shape_ok("abcdefgh"));
     assert!(session_key_shape_ok(&"a1".repeat(16)));
     assert!(session_key_shape_ok(&"z".repeat(40)));
-    assert!(
-        !session_key_shape_ok("abcdefg"),
-        "shorter than 8: Django does not even query"
-    );
+    assert!(!session_key_shape_ok("abcdefg"), "shorter than 8: Django does not even query");
     assert!(!session_key_shape_ok(&"z".repeat(41)));
     assert!(!session_key_shape_ok("ABCDEFGHIJ"));
     assert!(!session_key_shape_ok("abcdefgh'--"));
@@ -25,30 +22,15 @@ fn database_urls() {
         Ok(Database::Sqlite(PathBuf::from("relative/db.sqlite3"))),
         "the path after sqlite:// is taken literally"
     );
-    assert!(matches!(
-        Database::parse("postgresql://u@h/db"),
-        Ok(Database::Postgres(_))
-    ));
-    assert_eq!(
-        Database::parse("mysql://u@h/db"),
-        Err(UnknownDatabaseScheme)
-    );
+    assert!(matches!(Database::parse("postgresql://u@h/db"), Ok(Database::Postgres(_))));
+    assert_eq!(Database::parse("mysql://u@h/db"), Err(UnknownDatabaseScheme));
 }
 
 #[test]
 fn signing_failures_map_to_reasons() {
-    assert_eq!(
-        signing_reason(&SigningError::NoSeparator),
-        Anonymous::BadSignature
-    );
-    assert_eq!(
-        signing_reason(&SigningError::Expired { max_age_secs: 1.0 }),
-        Anonymous::Expired
-    );
-    assert_eq!(
-        signing_reason(&SigningError::Malformed("x")),
-        Anonymous::Corrupt
-    );
+    assert_eq!(signing_reason(&SigningError::NoSeparator), Anonymous::BadSignature);
+    assert_eq!(signing_reason(&SigningError::Expired { max_age_secs: 1.0 }), Anonymous::Expired);
+    assert_eq!(signing_reason(&SigningError::Malformed("x")), Anonymous::Corrupt);
 }
 
 #[test]

@@ -58,23 +58,14 @@ impl Ident {
         let part_ok = |p: &str| {
             !p.is_empty()
                 && p.len() <= 63
-                && p.chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+                && p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
         };
         let parts: Vec<&str> = name.split('.').collect();
         if parts.len() > 2 || !parts.iter().all(|p| part_ok(p)) {
             return Err(BadIdent(name.to_owned()));
         }
-        Ok(Ident(
-            parts
-                .iter()
-                .map(|p| format!("\"{p}\""))
-                .collect::<Vec<_>>()
-                .join("."),
-        ))
+        Ok(Ident(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".")))
     }
     /// The quoted form, ready to paste into SQL.
     pub fn quoted(&self) -> &str {
@@ -116,11 +107,7 @@ pub enum Store {
 
 impl Store {
     /// The session row for `key`, `None` when there is none. `key` has been shape-checked.
-    pub async fn load_session(
-        &self,
-        key: &str,
-        now: SystemTime,
-    ) -> Result<Option<SessionRow>, StoreError> {
+    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.load_session(key, now).await,
             Store::Postgres(s) => s.load_session(key, now).await,
@@ -184,18 +171,9 @@ fn user_select_list(u: &UserTable, alias: &str, cast_text: &str, cast_bool: &str
         pk = u.pk.quoted(),
         un = u.username.quoted(),
         pw = u.password.quoted(),
-        a = opt(
-            &u.is_active,
-            if cast_bool.is_empty() { "1" } else { "true" }
-        ),
-        s = opt(
-            &u.is_staff,
-            if cast_bool.is_empty() { "0" } else { "false" }
-        ),
-        su = opt(
-            &u.is_superuser,
-            if cast_bool.is_empty() { "0" } else { "false" }
-        ),
+        a = opt(&u.is_active, if cast_bool.is_empty() { "1" } else { "true" }),
+        s = opt(&u.is_staff, if cast_bool.is_empty() { "0" } else { "false" }),
+        su = opt(&u.is_superuser, if cast_bool.is_empty() { "0" } else { "false" }),
     )
 }
 
@@ -206,10 +184,7 @@ mod tests {
     #[test]
     fn identifiers_are_validated_and_quoted() {
         assert_eq!(Ident::new("auth_user").unwrap().quoted(), "\"auth_user\"");
-        assert_eq!(
-            Ident::new("app.users").unwrap().quoted(),
-            "\"app\".\"users\""
-        );
+        assert_eq!(Ident::new("app.users").unwrap().quoted(), "\"app\".\"users\"");
         for bad in ["", "a b", "x\"; drop table y", "1abc", "a.b.c", "a-b"] {
             assert!(Ident::new(bad).is_err(), "{bad}");
         }

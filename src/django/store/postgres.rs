@@ -96,12 +96,8 @@ impl PgStore {
         );
         Ok(PgStore {
             config,
-            in_flight: tokio::sync::Semaphore::new(
-                settings.pool_size.max(1) * MAX_PIPELINED_PER_CONNECTION,
-            ),
-            slots: (0..settings.pool_size.max(1))
-                .map(|_| Slot::default())
-                .collect(),
+            in_flight: tokio::sync::Semaphore::new(settings.pool_size.max(1) * MAX_PIPELINED_PER_CONNECTION),
+            slots: (0..settings.pool_size.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
             session_sql,
             user_sql,
@@ -147,22 +143,12 @@ impl PgStore {
         let session = client.prepare(&self.session_sql).await?;
         let user = client.prepare(&self.user_sql).await?;
         let joined = client.prepare(&self.joined_sql).await?;
-        Ok(Conn {
-            client,
-            session,
-            user,
-            joined,
-            driver,
-        })
+        Ok(Conn { client, session, user, joined, driver })
     }
 
     /// One query, bounded by the timeout. A connection found dead (the database restarted,
     /// an admin killed it) is dropped and the query retried once on a fresh one.
-    async fn query_opt(
-        &self,
-        which: Query,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, StoreError> {
+    async fn query_opt(&self, which: Query, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, StoreError> {
         let _permit = tokio::time::timeout(self.timeout, self.in_flight.acquire())
             .await
             .map_err(|_| StoreError::Timeout(self.timeout))?
@@ -176,15 +162,12 @@ impl PgStore {
                 Query::Joined => &c.joined,
             };
             self.counter.bump();
-            let r = match tokio::time::timeout(self.timeout, c.client.query_opt(stmt, params)).await
-            {
+            let r = match tokio::time::timeout(self.timeout, c.client.query_opt(stmt, params)).await {
                 Err(_) => Err(StoreError::Timeout(self.timeout)),
                 Ok(r) => r.map_err(StoreError::from),
             };
             match r {
-                Err(StoreError::Postgres(ref e))
-                    if attempt == 0 && (e.is_closed() || c.client.is_closed()) =>
-                {
+                Err(StoreError::Postgres(ref e)) if attempt == 0 && (e.is_closed() || c.client.is_closed()) => {
                     let mut live = self.slots[i].live.lock().unwrap_or_else(|p| p.into_inner());
                     if live.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c)) {
                         *live = None;
@@ -196,11 +179,7 @@ impl PgStore {
         }
     }
 
-    pub async fn load_session(
-        &self,
-        key: &str,
-        now: SystemTime,
-    ) -> Result<Option<SessionRow>, StoreError> {
+    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
         let row = self.query_opt(Query::Session, &[&key, &now]).await?;
         Ok(row.map(|r| session_row(&r)))
     }
@@ -224,10 +203,7 @@ impl PgStore {
     pub async fn load_user(&self, pk: Pk) -> Result<Option<UserRow>, StoreError> {
         let row = match pk {
             Pk::Int(i) => self.query_opt(Query::User, &[&i]).await?,
-            Pk::Uuid(u) => {
-                self.query_opt(Query::User, &[&Pk::Uuid(u).to_id_string()])
-                    .await?
-            }
+            Pk::Uuid(u) => self.query_opt(Query::User, &[&Pk::Uuid(u).to_id_string()]).await?,
         };
         Ok(row.and_then(|r| user_row(&r, 0)))
     }

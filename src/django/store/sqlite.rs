@@ -69,11 +69,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|e| StoreError::Worker(e.to_string()))?;
         self.counter.bump();
         let idle = self.idle.clone();
         let path = self.path.clone();
@@ -97,18 +93,13 @@ impl SqliteStore {
         }
     }
 
-    pub async fn load_session(
-        &self,
-        key: &str,
-        now: SystemTime,
-    ) -> Result<Option<SessionRow>, StoreError> {
+    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
         let sql = self.session_sql.clone();
         let key = key.to_owned();
         let now = python_datetime_str(now);
         self.with_conn(move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            stmt.query_row(rusqlite::params![key, now], session_row)
-                .optional()
+            stmt.query_row(rusqlite::params![key, now], session_row).optional()
         })
         .await
     }
@@ -118,9 +109,7 @@ impl SqliteStore {
         let pk_type = self.pk_type;
         self.with_conn(move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            stmt.query_row([pk_param(pk)], |r| user_row(r, 0, pk_type))
-                .optional()
-                .map(Option::flatten)
+            stmt.query_row([pk_param(pk)], |r| user_row(r, 0, pk_type)).optional().map(Option::flatten)
         })
         .await
     }
@@ -160,19 +149,11 @@ fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
         _ => 0.0,
     };
     let live: Option<bool> = r.get(2)?;
-    Ok(SessionRow {
-        session_data: r.get(0)?,
-        expires_at: expires,
-        live: live.unwrap_or(false),
-    })
+    Ok(SessionRow { session_data: r.get(0)?, expires_at: expires, live: live.unwrap_or(false) })
 }
 
 /// The user columns starting at `at`; `None` when the pk is NULL (no row joined).
-fn user_row(
-    r: &rusqlite::Row<'_>,
-    at: usize,
-    pk_type: PkType,
-) -> rusqlite::Result<Option<UserRow>> {
+fn user_row(r: &rusqlite::Row<'_>, at: usize, pk_type: PkType) -> rusqlite::Result<Option<UserRow>> {
     if matches!(r.get_ref(at)?, ValueRef::Null) {
         return Ok(None);
     }
@@ -229,12 +210,7 @@ pub fn python_datetime_str(t: SystemTime) -> String {
     let micros = d.subsec_micros();
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, dd) = civil_from_days(days);
-    let base = format!(
-        "{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
+    let base = format!("{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
     if micros == 0 {
         base
     } else {
@@ -292,17 +268,8 @@ mod tests {
     fn datetime_text_matches_python_str() {
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(python_datetime_str(t), "2023-11-14 22:13:20");
-        assert_eq!(
-            python_datetime_str(t + Duration::from_micros(5)),
-            "2023-11-14 22:13:20.000005"
-        );
-        assert_eq!(
-            parse_django_datetime("2023-11-14 22:13:20.5"),
-            Some(1_700_000_000.5)
-        );
-        assert_eq!(
-            parse_django_datetime("2000-02-29 00:00:00"),
-            Some(951_782_400.0)
-        );
+        assert_eq!(python_datetime_str(t + Duration::from_micros(5)), "2023-11-14 22:13:20.000005");
+        assert_eq!(parse_django_datetime("2023-11-14 22:13:20.5"), Some(1_700_000_000.5));
+        assert_eq!(parse_django_datetime("2000-02-29 00:00:00"), Some(951_782_400.0));
     }
 }
