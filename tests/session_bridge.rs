@@ -75,6 +75,24 @@ async fn postgres_sessions_resolve_as_django_does() {
 }
 
 #[tokio::test]
+async fn the_cached_db_engine_reads_the_table_like_db() {
+    use switchyard::django::Engine;
+    let mut failures = Vec::new();
+    for version in VERSIONS {
+        let f = fx::load(version, "sqlite", "standard");
+        let mut settings = fx::settings(&f.settings, None);
+        settings.engine = Engine::CachedDb;
+        let bridge = SessionBridge::new(settings).unwrap();
+        for case in &f.cases {
+            if let Err(e) = check(case, &bridge.resolve(case.cookie.as_bytes()).await.unwrap()) {
+                failures.push(format!("[{version}] {e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
 async fn a_second_lookup_is_answered_from_the_cache() {
     let f = fx::load("django52", "postgres", "standard");
     let bridge = fx::bridge(&f.settings);

@@ -256,7 +256,7 @@ impl SessionBridge {
         match inner.cache.get_or_load(value, inner.load(value)).await {
             Ok(entry) => Ok(entry.identity),
             Err(e) => {
-                inner.error_log.store_error(&e);
+                let _logged = inner.error_log.store_error(&e);
                 Err(StoreUnavailable(e))
             }
         }
@@ -370,16 +370,18 @@ struct BurstLog {
 }
 
 impl BurstLog {
-    fn store_error(&self, e: &StoreError) {
+    /// Logs `e` unless an error was logged within the window; returns whether it logged.
+    fn store_error(&self, e: &StoreError) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if last.is_some_and(|t| now.duration_since(t) < STORE_ERROR_LOG_WINDOW) {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         *last = Some(now);
         let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
         tracing::error!(error = %e, suppressed, "session store unavailable");
+        true
     }
 }
 

@@ -38,3 +38,14 @@ fn a_postgres_url_never_prints() {
     let db = Database::parse("postgres://u:hunter2@h/db").unwrap();
     assert!(!format!("{db:?}").contains("hunter2"));
 }
+
+#[test]
+fn store_errors_are_logged_once_per_burst() {
+    let log = BurstLog::default();
+    let e = StoreError::Timeout(Duration::from_secs(2));
+    assert!(log.store_error(&e));
+    for _ in 0..1000 {
+        assert!(!log.store_error(&e));
+    }
+    assert_eq!(log.suppressed.load(Ordering::Relaxed), 1000);
+}
