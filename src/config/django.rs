@@ -435,6 +435,22 @@ on_store_error = "anonymous"
     }
 
     #[test]
+    fn secrets_from_files_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "file-key\n").unwrap();
+        std::fs::write(dir.path().join("fallbacks"), "old-1\n\nold-2\r\n").unwrap();
+        let text = EXAMPLE.replace("secret_key_env = \"DJANGO_SECRET_KEY\"", "secret_key_file = \"key\"").replace(
+            "secret_key_fallbacks_env = \"DJANGO_SECRET_KEY_FALLBACKS\"",
+            "secret_key_fallbacks_file = \"fallbacks\"",
+        );
+        let env: HashMap<&str, &str> = HashMap::new();
+        let config = super::super::parse(&text, "t.toml", dir.path(), &env).unwrap();
+        let s = config.django.unwrap().bridge_settings().unwrap();
+        assert_eq!(s.secret_key.expose(), "file-key");
+        assert_eq!(s.secret_key_fallbacks.iter().map(|k| k.expose()).collect::<Vec<_>>(), ["old-1", "old-2"]);
+    }
+
+    #[test]
     fn passwords_in_database_urls_are_masked() {
         assert_eq!(masked_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(masked_url("postgres://u@h/db"), "postgres://u@h/db");
