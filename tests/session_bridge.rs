@@ -178,6 +178,26 @@ async fn invalidating_a_user_or_a_session_forces_a_reload() {
     assert_eq!(bridge.store_queries(), 4);
 }
 
+#[tokio::test]
+async fn a_wrong_pk_guess_costs_a_second_query_not_a_wrong_answer() {
+    let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
+    let alice = case(&f, "login_alice").cookie.trim_start_matches("sessionid=").to_owned();
+    let staff = case(&f, "login_staff").cookie.trim_start_matches("sessionid=").to_owned();
+    assert_eq!(bridge.resolve_value(&alice).await.unwrap().user().unwrap().username, "alice");
+    // The row under alice's key now holds staff's session (as if re-saved for another user).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE django_session SET session_data = (SELECT session_data FROM django_session WHERE session_key = ?2) \
+         WHERE session_key = ?1",
+        [&alice, &staff],
+    )
+    .unwrap();
+    bridge.invalidate_session(&alice).await;
+    let before = bridge.store_queries();
+    assert_eq!(bridge.resolve_value(&alice).await.unwrap().user().unwrap().username, "staff");
+    assert_eq!(bridge.store_queries() - before, 2, "joined query with the old guess, then the user by its pk");
+}
+
 /// Makes the SQLite file unreadable as a database, for connections already open too.
 fn break_database(db: &std::path::Path) {
     let len = std::fs::metadata(db).unwrap().len() as usize;
