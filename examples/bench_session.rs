@@ -41,37 +41,19 @@ fn settings(secret: &str, database: &str, cache_size: u64) -> BridgeSettings {
             pool_size: DEFAULT_POOL_SIZE,
             query_timeout: DEFAULT_QUERY_TIMEOUT,
         },
-        cache: CacheSettings {
-            ttl: Duration::from_secs(600),
-            negative_ttl: Duration::from_secs(5),
-            size: cache_size,
-        },
+        cache: CacheSettings { ttl: Duration::from_secs(600), negative_ttl: Duration::from_secs(5), size: cache_size },
         on_store_error: StoreErrorPolicy::Refuse,
     }
 }
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let cfg: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&args[1]).unwrap()).unwrap();
-    let keys: Vec<String> = std::fs::read_to_string(&args[2])
-        .unwrap()
-        .lines()
-        .filter(|l| !l.is_empty())
-        .map(String::from)
-        .collect();
-    let headers: Vec<Vec<u8>> = keys
-        .iter()
-        .map(|k| format!("csrftoken=abc; sessionid={k}").into_bytes())
-        .collect();
-    let (secret, db) = (
-        cfg["secret_key"].as_str().unwrap(),
-        cfg["database"].as_str().unwrap(),
-    );
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&args[1]).unwrap()).unwrap();
+    let keys: Vec<String> =
+        std::fs::read_to_string(&args[2]).unwrap().lines().filter(|l| !l.is_empty()).map(String::from).collect();
+    let headers: Vec<Vec<u8>> = keys.iter().map(|k| format!("csrftoken=abc; sessionid={k}").into_bytes()).collect();
+    let (secret, db) = (cfg["secret_key"].as_str().unwrap(), cfg["database"].as_str().unwrap());
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {
         // Uncached: a fresh bridge, so every key is a miss.
         let bridge = SessionBridge::new(settings(secret, db, 1_000_000)).unwrap();
@@ -86,19 +68,27 @@ fn main() {
             .count()
             .await;
         let el = start.elapsed();
-        assert_eq!(
-            users,
-            headers.len(),
-            "every bench session must resolve to a user"
-        );
-        println!(
-            "uncached_per_sec {:.0}",
-            headers.len() as f64 / el.as_secs_f64()
-        );
-        println!(
-            "uncached_queries_per_resolution {:.2}",
-            (bridge.store_queries() - q0) as f64 / headers.len() as f64
-        );
+        assert_eq!(users, headers.len(), "every bench session must resolve to a user");
+        println!("uncached_per_sec {:.0}", headers.len() as f64 / el.as_secs_f64());
+        println!("uncached_queries_per_resolution {:.2}", (bridge.store_queries() - q0) as f64 / headers.len() as f64);
+
+        // Reload of known keys (cache entries dropped, as after the TTL or a revalidation):
+        // one joined query each.
+        for k in &keys {
+            bridge.invalidate_session(k).await;
+        }
+        let q0 = bridge.store_queries();
+        let start = Instant::now();
+        let users = stream::iter(&headers)
+            .map(|h| bridge.resolve(h))
+            .buffer_unordered(UNCACHED_CONCURRENCY)
+            .filter(|r| std::future::ready(matches!(r, Ok(Identity::User(_)))))
+            .count()
+            .await;
+        let el = start.elapsed();
+        assert_eq!(users, headers.len());
+        println!("reload_per_sec {:.0}", headers.len() as f64 / el.as_secs_f64());
+        println!("reload_queries_per_resolution {:.2}", (bridge.store_queries() - q0) as f64 / headers.len() as f64);
 
         // Uncached, one at a time (Django's pattern): latency rather than throughput.
         let fresh = SessionBridge::new(settings(secret, db, 1_000_000)).unwrap();
@@ -107,10 +97,7 @@ fn main() {
         for h in &headers {
             assert!(fresh.resolve(h).await.unwrap().user().is_some());
         }
-        println!(
-            "uncached_sequential_per_sec {:.0}",
-            headers.len() as f64 / start.elapsed().as_secs_f64()
-        );
+        println!("uncached_sequential_per_sec {:.0}", headers.len() as f64 / start.elapsed().as_secs_f64());
 
         // Cached: the first bridge, now warm; one task, one core.
         let start = Instant::now();
@@ -122,9 +109,6 @@ fn main() {
                 n += 1;
             }
         }
-        println!(
-            "cached_per_sec {:.0}",
-            n as f64 / start.elapsed().as_secs_f64()
-        );
+        println!("cached_per_sec {:.0}", n as f64 / start.elapsed().as_secs_f64());
     });
 }

@@ -35,12 +35,7 @@ enum Command {
     /// Prints the user as JSON (exit 0), `anonymous: <reason>` (exit 1), or an error (exit 2).
     Whois {
         /// The config file (its `[django]` section is used).
-        #[arg(
-            long,
-            short,
-            default_value = "switchyard.toml",
-            env = "SWITCHYARD_CONFIG"
-        )]
+        #[arg(long, short, default_value = "switchyard.toml", env = "SWITCHYARD_CONFIG")]
         config: PathBuf,
         /// A session key, a signed-cookie value, or a whole Cookie header.
         value: String,
@@ -130,9 +125,7 @@ fn init_logging(log: &config::LogConfig) {
 fn whois(path: PathBuf, value: &str) -> ExitCode {
     use switchyard::django::Identity;
     let answer = load(&path).and_then(|config| {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()?;
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
         Ok(runtime.block_on(switchyard::django::whois::whois(&config, value))?)
     });
     match answer {

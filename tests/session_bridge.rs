@@ -75,6 +75,24 @@ async fn postgres_sessions_resolve_as_django_does() {
 }
 
 #[tokio::test]
+async fn the_cached_db_engine_reads_the_table_like_db() {
+    use switchyard::django::Engine;
+    let mut failures = Vec::new();
+    for version in VERSIONS {
+        let f = fx::load(version, "sqlite", "standard");
+        let mut settings = fx::settings(&f.settings, None);
+        settings.engine = Engine::CachedDb;
+        let bridge = SessionBridge::new(settings).unwrap();
+        for case in &f.cases {
+            if let Err(e) = check(case, &bridge.resolve(case.cookie.as_bytes()).await.unwrap()) {
+                failures.push(format!("[{version}] {e}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
 async fn a_second_lookup_is_answered_from_the_cache() {
     let f = fx::load("django52", "postgres", "standard");
     let bridge = fx::bridge(&f.settings);
@@ -152,12 +170,32 @@ async fn invalidating_a_user_or_a_session_forces_a_reload() {
     let id = user.user().unwrap().id.clone();
     assert_eq!(bridge.store_queries(), 2);
     bridge.invalidate_user(&id);
-    bridge.resolve(alice.cookie.as_bytes()).await.unwrap();
-    assert_eq!(bridge.store_queries(), 4);
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+    assert_eq!(bridge.store_queries(), 3, "a known key reloads in one joined query");
     let key = alice.cookie.trim_start_matches("sessionid=");
     bridge.invalidate_session(key).await;
-    bridge.resolve(alice.cookie.as_bytes()).await.unwrap();
-    assert_eq!(bridge.store_queries(), 6);
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+    assert_eq!(bridge.store_queries(), 4);
+}
+
+#[tokio::test]
+async fn a_wrong_pk_guess_costs_a_second_query_not_a_wrong_answer() {
+    let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
+    let alice = case(&f, "login_alice").cookie.trim_start_matches("sessionid=").to_owned();
+    let staff = case(&f, "login_staff").cookie.trim_start_matches("sessionid=").to_owned();
+    assert_eq!(bridge.resolve_value(&alice).await.unwrap().user().unwrap().username, "alice");
+    // The row under alice's key now holds staff's session (as if re-saved for another user).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute(
+        "UPDATE django_session SET session_data = (SELECT session_data FROM django_session WHERE session_key = ?2) \
+         WHERE session_key = ?1",
+        [&alice, &staff],
+    )
+    .unwrap();
+    bridge.invalidate_session(&alice).await;
+    let before = bridge.store_queries();
+    assert_eq!(bridge.resolve_value(&alice).await.unwrap().user().unwrap().username, "staff");
+    assert_eq!(bridge.store_queries() - before, 2, "joined query with the old guess, then the user by its pk");
 }
 
 /// Makes the SQLite file unreadable as a database, for connections already open too.
@@ -182,6 +220,13 @@ async fn store_down_is_anonymous_under_the_anonymous_policy() {
 }
 
 #[tokio::test]
+async fn a_recheck_during_an_outage_is_an_error_even_under_the_anonymous_policy() {
+    let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Anonymous);
+    break_database(&db);
+    assert!(bridge.recheck(case(&f, "login_alice").cookie.as_bytes()).await.is_err());
+}
+
+#[tokio::test]
 async fn cached_answers_keep_serving_while_the_store_is_down() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
     let alice = case(&f, "login_alice");
@@ -196,6 +241,35 @@ async fn a_missing_database_file_is_a_store_error_not_a_crash() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
     std::fs::remove_file(&db).unwrap();
     assert!(bridge.resolve(case(&f, "login_alice").cookie.as_bytes()).await.is_err());
+}
+
+/// Every fixture resolved twice, the second time through the one-query join (the pk is
+/// known from the first): the answers must not change.
+async fn joined_reloads_agree(db: &str) {
+    for version in VERSIONS {
+        for scenario in ["standard", "custom", "bigint"] {
+            let f = fx::load(version, db, scenario);
+            let bridge = fx::bridge(&f.settings);
+            for c in &f.cases {
+                let first = bridge.resolve(c.cookie.as_bytes()).await.unwrap();
+                if let Some(key) = switchyard::django::cookies::cookie_value(c.cookie.as_bytes(), "sessionid") {
+                    bridge.invalidate_session(&key).await;
+                }
+                let again = bridge.resolve(c.cookie.as_bytes()).await.unwrap();
+                assert_eq!(first, again, "[{version} {db} {scenario}] {}", c.name);
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn joined_reloads_agree_on_sqlite() {
+    joined_reloads_agree("sqlite").await;
+}
+
+#[tokio::test]
+async fn joined_reloads_agree_on_postgres() {
+    joined_reloads_agree("postgres").await;
 }
 
 #[tokio::test]

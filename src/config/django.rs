@@ -12,10 +12,9 @@ use super::units::ConfigDuration;
 use super::ConfigError;
 use crate::django::cache::{DEFAULT_CACHE_NEGATIVE_TTL, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL};
 use crate::django::{
-    BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy,
-    StoreSettings, UserTable, DEFAULT_AUTHENTICATION_BACKEND, DEFAULT_POOL_SIZE,
-    DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE, DEFAULT_SESSION_COOKIE_NAME,
-    DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
+    BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy, StoreSettings, UserTable,
+    DEFAULT_AUTHENTICATION_BACKEND, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE,
+    DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
 };
 
 /// The `[django]` section.
@@ -200,66 +199,57 @@ impl DjangoConfig {
     }
 
     pub(super) fn anchor_paths(&mut self, base: &Path) {
-        for file in [
-            &mut self.secret_key_file,
-            &mut self.secret_key_fallbacks_file,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        for file in [&mut self.secret_key_file, &mut self.secret_key_fallbacks_file].into_iter().flatten() {
             *file = super::anchored(base, file);
         }
     }
 
     /// Validates every value and reads the secrets; called once by `parse`.
     pub(super) fn resolve(&mut self, origin: &str, env: &dyn Env) -> Result<(), ConfigError> {
-        let rejected = |key: &'static str, message: String| ConfigError::Rejected {
-            origin: origin.to_string(),
-            key,
-            message,
-        };
+        let rejected =
+            |key: &'static str, message: String| ConfigError::Rejected { origin: origin.to_string(), key, message };
         if self.secret_key_env.is_some() && self.secret_key_file.is_some() {
-            return Err(rejected(
-                "django.secret_key_file",
-                "write secret_key_env or secret_key_file, not both".into(),
-            ));
+            return Err(rejected("django.secret_key_file", "write secret_key_env or secret_key_file, not both".into()));
         }
         let secret_key = read_secret(env, self.secret_key_env.as_deref(), self.secret_key_file.as_deref())
             .map_err(|e| rejected("django.secret_key_env", e.to_string()))?
-            .ok_or_else(|| rejected("django.secret_key_env", "Django's SECRET_KEY is needed: add secret_key_env = \"DJANGO_SECRET_KEY\" (or secret_key_file)".into()))?;
-        let fallbacks = self
-            .fallbacks(env)
-            .map_err(|m| rejected("django.secret_key_fallbacks_env", m))?;
+            .ok_or_else(|| {
+                rejected(
+                    "django.secret_key_env",
+                    "Django's SECRET_KEY is needed: add secret_key_env = \"DJANGO_SECRET_KEY\" (or secret_key_file)"
+                        .into(),
+                )
+            })?;
+        let fallbacks = self.fallbacks(env).map_err(|m| rejected("django.secret_key_fallbacks_env", m))?;
 
         let url = match (&self.database, &self.database_env) {
-            (Some(_), Some(_)) => return Err(rejected("django.database_env", "write database or database_env, not both".into())),
+            (Some(_), Some(_)) => {
+                return Err(rejected("django.database_env", "write database or database_env, not both".into()))
+            }
             (Some(u), None) => u.clone(),
-            (None, Some(var)) => env.var(var).filter(|v| !v.is_empty()).ok_or_else(|| rejected("django.database_env", format!("environment variable `{var}` is not set")))?,
-            (None, None) => return Err(rejected("django.database", "add database = \"sqlite:///path/to/db.sqlite3\" or \"postgres://user@host/dbname\"".into())),
+            (None, Some(var)) => env
+                .var(var)
+                .filter(|v| !v.is_empty())
+                .ok_or_else(|| rejected("django.database_env", format!("environment variable `{var}` is not set")))?,
+            (None, None) => {
+                return Err(rejected(
+                    "django.database",
+                    "add database = \"sqlite:///path/to/db.sqlite3\" or \"postgres://user@host/dbname\"".into(),
+                ))
+            }
         };
-        let database =
-            Database::parse(&url).map_err(|e| rejected("django.database", e.to_string()))?;
+        let database = Database::parse(&url).map_err(|e| rejected("django.database", e.to_string()))?;
         if let Database::Postgres(u) = &database {
             u.parse::<tokio_postgres::Config>()
                 .map_err(|e| rejected("django.database", format!("not a PostgreSQL URL: {e}")))?;
         }
 
         let name = &self.session_cookie_name;
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_graphic() && !b";,=\"\\".contains(&b))
-        {
-            return Err(rejected(
-                "django.session_cookie_name",
-                format!("`{name}` is not a cookie name"),
-            ));
+        if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && !b";,=\"\\".contains(&b)) {
+            return Err(rejected("django.session_cookie_name", format!("`{name}` is not a cookie name")));
         }
         if self.session_cookie_age == 0 {
-            return Err(rejected(
-                "django.session_cookie_age",
-                "must be at least 1 second".into(),
-            ));
+            return Err(rejected("django.session_cookie_age", "must be at least 1 second".into()));
         }
         if self.authentication_backends.is_empty() {
             return Err(rejected(
@@ -271,19 +261,12 @@ impl DjangoConfig {
             return Err(rejected("django.cache_size", "must be at least 1".into()));
         }
         if self.pool_size == 0 || self.pool_size > 64 {
-            return Err(rejected(
-                "django.pool_size",
-                format!("{} is not between 1 and 64", self.pool_size),
-            ));
+            return Err(rejected("django.pool_size", format!("{} is not between 1 and 64", self.pool_size)));
         }
         if self.query_timeout.0.is_zero() {
-            return Err(rejected(
-                "django.query_timeout",
-                "must be more than 0".into(),
-            ));
+            return Err(rejected("django.query_timeout", "must be more than 0".into()));
         }
-        let ident =
-            |key: &'static str, v: &str| Ident::new(v).map_err(|e| rejected(key, e.to_string()));
+        let ident = |key: &'static str, v: &str| Ident::new(v).map_err(|e| rejected(key, e.to_string()));
         let optional = |key: &'static str, v: &str| {
             if v.is_empty() {
                 Ok(None)
@@ -301,19 +284,13 @@ impl DjangoConfig {
                 password: ident("django.user_password_column", &self.user_password_column)?,
                 is_active: optional("django.user_is_active_column", &self.user_is_active_column)?,
                 is_staff: optional("django.user_is_staff_column", &self.user_is_staff_column)?,
-                is_superuser: optional(
-                    "django.user_is_superuser_column",
-                    &self.user_is_superuser_column,
-                )?,
+                is_superuser: optional("django.user_is_superuser_column", &self.user_is_superuser_column)?,
             },
             pool_size: self.pool_size,
             query_timeout: self.query_timeout.0,
         };
         if self.session_store_class.is_empty() {
-            return Err(rejected(
-                "django.session_store_class",
-                "must name a class, like \"SessionStore\"".into(),
-            ));
+            return Err(rejected("django.session_store_class", "must name a class, like \"SessionStore\"".into()));
         }
         self.resolved = Some(Box::new(BridgeSettings {
             secret_key,
@@ -338,31 +315,20 @@ impl DjangoConfig {
 
     /// SECRET_KEY_FALLBACKS from a JSON array in a variable, or one key per line in a file.
     fn fallbacks(&self, env: &dyn Env) -> Result<Vec<Secret>, String> {
-        match (
-            &self.secret_key_fallbacks_env,
-            &self.secret_key_fallbacks_file,
-        ) {
-            (Some(_), Some(_)) => {
-                Err("write secret_key_fallbacks_env or secret_key_fallbacks_file, not both".into())
-            }
+        match (&self.secret_key_fallbacks_env, &self.secret_key_fallbacks_file) {
+            (Some(_), Some(_)) => Err("write secret_key_fallbacks_env or secret_key_fallbacks_file, not both".into()),
             (Some(var), None) => {
                 let Some(text) = env.var(var).filter(|t| !t.trim().is_empty()) else {
                     return Ok(Vec::new());
                 };
-                let keys: Vec<String> = serde_json::from_str(&text).map_err(|_| {
-                    format!("`{var}` must hold a JSON array of strings, like [\"old-key\"]")
-                })?;
+                let keys: Vec<String> = serde_json::from_str(&text)
+                    .map_err(|_| format!("`{var}` must hold a JSON array of strings, like [\"old-key\"]"))?;
                 Ok(keys.into_iter().map(Secret::new).collect())
             }
             (None, Some(path)) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
-                Ok(text
-                    .lines()
-                    .map(|l| l.trim_end_matches('\r'))
-                    .filter(|l| !l.is_empty())
-                    .map(Secret::new)
-                    .collect())
+                let text =
+                    std::fs::read_to_string(path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+                Ok(text.lines().map(|l| l.trim_end_matches('\r')).filter(|l| !l.is_empty()).map(Secret::new).collect())
             }
             (None, None) => Ok(Vec::new()),
         }
@@ -393,65 +359,38 @@ database = "sqlite:///srv/site/db.sqlite3"
 
     #[test]
     fn the_documented_example_works_as_written() {
-        let env: HashMap<&str, &str> = [
-            ("DJANGO_SECRET_KEY", "k"),
-            ("DJANGO_SECRET_KEY_FALLBACKS", r#"["old1","old2"]"#),
-        ]
-        .into();
+        let env: HashMap<&str, &str> =
+            [("DJANGO_SECRET_KEY", "k"), ("DJANGO_SECRET_KEY_FALLBACKS", r#"["old1","old2"]"#)].into();
         let config = parse(EXAMPLE, &env).unwrap();
         let s = config.django.as_ref().unwrap().bridge_settings().unwrap();
         assert_eq!(s.secret_key.expose(), "k");
-        assert_eq!(
-            s.secret_key_fallbacks
-                .iter()
-                .map(|k| k.expose())
-                .collect::<Vec<_>>(),
-            ["old1", "old2"]
-        );
-        assert_eq!(
-            s.database,
-            Database::Sqlite(PathBuf::from("/srv/site/db.sqlite3"))
-        );
+        assert_eq!(s.secret_key_fallbacks.iter().map(|k| k.expose()).collect::<Vec<_>>(), ["old1", "old2"]);
+        assert_eq!(s.database, Database::Sqlite(PathBuf::from("/srv/site/db.sqlite3")));
         assert_eq!(s.engine, Engine::Db);
         assert_eq!(s.session_cookie_name, "sessionid");
         assert_eq!(s.session_cookie_age, Duration::from_secs(1_209_600));
         assert_eq!(s.authentication_backends, [DEFAULT_AUTHENTICATION_BACKEND]);
         assert_eq!(s.store.users.table.quoted(), "\"auth_user\"");
         let printed = config.to_toml();
-        assert!(
-            !printed.contains("old1") && printed.contains("secret_key_env"),
-            "{printed}"
-        );
+        assert!(!printed.contains("old1") && printed.contains("secret_key_env"), "{printed}");
     }
 
     #[test]
     fn unset_fallbacks_variable_means_no_fallbacks() {
         let env: HashMap<&str, &str> = [("DJANGO_SECRET_KEY", "k")].into();
-        let s = parse(EXAMPLE, &env)
-            .unwrap()
-            .django
-            .unwrap()
-            .bridge_settings()
-            .unwrap();
+        let s = parse(EXAMPLE, &env).unwrap().django.unwrap().bridge_settings().unwrap();
         assert!(s.secret_key_fallbacks.is_empty());
     }
 
     #[test]
     fn missing_secret_key_is_rejected_by_key() {
         let err = parse(EXAMPLE, &HashMap::new()).unwrap_err().to_string();
-        assert!(
-            err.contains("django.secret_key_env") && err.contains("DJANGO_SECRET_KEY"),
-            "{err}"
-        );
+        assert!(err.contains("django.secret_key_env") && err.contains("DJANGO_SECRET_KEY"), "{err}");
     }
 
     #[test]
     fn fallbacks_that_are_not_a_json_array_are_rejected() {
-        let env: HashMap<&str, &str> = [
-            ("DJANGO_SECRET_KEY", "k"),
-            ("DJANGO_SECRET_KEY_FALLBACKS", "old1"),
-        ]
-        .into();
+        let env: HashMap<&str, &str> = [("DJANGO_SECRET_KEY", "k"), ("DJANGO_SECRET_KEY_FALLBACKS", "old1")].into();
         let err = parse(EXAMPLE, &env).unwrap_err().to_string();
         assert!(err.contains("JSON array") && !err.contains("old1"), "{err}");
     }
@@ -459,27 +398,13 @@ database = "sqlite:///srv/site/db.sqlite3"
     #[test]
     fn unknown_keys_and_bad_values_are_rejected() {
         let env: HashMap<&str, &str> = [("DJANGO_SECRET_KEY", "k")].into();
-        let err = parse(&format!("{EXAMPLE}session_engin = \"db\"\n"), &env)
-            .unwrap_err()
-            .to_string();
+        let err = parse(&format!("{EXAMPLE}session_engin = \"db\"\n"), &env).unwrap_err().to_string();
         assert!(err.contains("t.toml:11:"), "{err}");
-        let err = parse(&EXAMPLE.replace("\"db\"", "\"file\""), &env)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("session_engine") || err.contains("unknown variant"),
-            "{err}"
-        );
-        let err = parse(
-            &format!("{EXAMPLE}user_table = \"auth_user; drop\"\n"),
-            &env,
-        )
-        .unwrap_err()
-        .to_string();
+        let err = parse(&EXAMPLE.replace("\"db\"", "\"file\""), &env).unwrap_err().to_string();
+        assert!(err.contains("session_engine") || err.contains("unknown variant"), "{err}");
+        let err = parse(&format!("{EXAMPLE}user_table = \"auth_user; drop\"\n"), &env).unwrap_err().to_string();
         assert!(err.contains("django.user_table"), "{err}");
-        let err = parse(&EXAMPLE.replace("sqlite:///srv", "mysql://srv"), &env)
-            .unwrap_err()
-            .to_string();
+        let err = parse(&EXAMPLE.replace("sqlite:///srv", "mysql://srv"), &env).unwrap_err().to_string();
         assert!(err.contains("django.database"), "{err}");
     }
 
@@ -499,8 +424,7 @@ user_username_column = "email"
 user_is_superuser_column = ""
 on_store_error = "anonymous"
 "#;
-        let env: HashMap<&str, &str> =
-            [("K", "k"), ("DB", "postgres://sy:pw@127.0.0.1/site")].into();
+        let env: HashMap<&str, &str> = [("K", "k"), ("DB", "postgres://sy:pw@127.0.0.1/site")].into();
         let config = parse(text, &env).unwrap();
         let s = config.django.as_ref().unwrap().bridge_settings().unwrap();
         assert_eq!(s.store.users.pk_type, PkType::Uuid);
@@ -511,11 +435,24 @@ on_store_error = "anonymous"
     }
 
     #[test]
-    fn passwords_in_database_urls_are_masked() {
-        assert_eq!(
-            masked_url("postgres://u:secret@h/db"),
-            "postgres://u:***@h/db"
+    fn secrets_from_files_relative_to_the_config() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "file-key\n").unwrap();
+        std::fs::write(dir.path().join("fallbacks"), "old-1\n\nold-2\r\n").unwrap();
+        let text = EXAMPLE.replace("secret_key_env = \"DJANGO_SECRET_KEY\"", "secret_key_file = \"key\"").replace(
+            "secret_key_fallbacks_env = \"DJANGO_SECRET_KEY_FALLBACKS\"",
+            "secret_key_fallbacks_file = \"fallbacks\"",
         );
+        let env: HashMap<&str, &str> = HashMap::new();
+        let config = super::super::parse(&text, "t.toml", dir.path(), &env).unwrap();
+        let s = config.django.unwrap().bridge_settings().unwrap();
+        assert_eq!(s.secret_key.expose(), "file-key");
+        assert_eq!(s.secret_key_fallbacks.iter().map(|k| k.expose()).collect::<Vec<_>>(), ["old-1", "old-2"]);
+    }
+
+    #[test]
+    fn passwords_in_database_urls_are_masked() {
+        assert_eq!(masked_url("postgres://u:secret@h/db"), "postgres://u:***@h/db");
         assert_eq!(masked_url("postgres://u@h/db"), "postgres://u@h/db");
     }
 }

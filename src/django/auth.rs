@@ -212,12 +212,7 @@ impl AuthPolicy {
                 HmacSha256::new_from_slice(&h.finalize()).expect("HMAC takes any key length")
             })
             .collect();
-        AuthPolicy {
-            backends,
-            check_is_active,
-            pk_type,
-            hash_keys,
-        }
+        AuthPolicy { backends, check_is_active, pk_type, hash_keys }
     }
 
     pub fn pk_type(&self) -> PkType {
@@ -242,21 +237,14 @@ impl AuthPolicy {
         let pk = pk.ok_or(Anonymous::NoSuchUser)?;
         let hash = match pyjson::get(obj, HASH_SESSION_KEY) {
             Some(v) if v.is_truthy() => Some(match v {
-                Value::Str(PyStr {
-                    text,
-                    lone_surrogate: false,
-                }) => HashClaim::Text(text.clone()),
+                Value::Str(PyStr { text, lone_surrogate: false }) => HashClaim::Text(text.clone()),
                 Value::Int(digits) => HashClaim::Text(digits.clone()),
                 _ => HashClaim::Never,
             }),
             _ => None,
         };
         let check_active = self.check_is_active && !ALLOW_INACTIVE_BACKENDS.contains(&backend);
-        Ok(Claims {
-            pk,
-            check_active,
-            hash,
-        })
+        Ok(Claims { pk, check_active, hash })
     }
 
     /// The second half of `get_user`, given the row the store found for `claims.pk`.
@@ -273,10 +261,8 @@ impl AuthPolicy {
             Some(HashClaim::Text(t)) => t,
         };
         // SECRET_KEY first, then the fallbacks (Django then cycles the key; we accept).
-        let ok = self
-            .hash_keys
-            .iter()
-            .any(|k| constant_time_eq(claimed.as_bytes(), auth_hash(k, &row.password).as_bytes()));
+        let ok =
+            self.hash_keys.iter().any(|k| constant_time_eq(claimed.as_bytes(), auth_hash(k, &row.password).as_bytes()));
         if !ok {
             return Identity::Anonymous(Anonymous::HashMismatch);
         }
@@ -311,9 +297,7 @@ fn py_space(c: char) -> bool {
 /// outside i64: no row can match (PostgreSQL finds none; Django 5 returns none).
 fn py_int_pk(v: &Value) -> Result<Option<Pk>, Anonymous> {
     // Out of the column's range: no row can match, so no query is needed.
-    let big = |digits: &str| -> Result<Option<Pk>, Anonymous> {
-        Ok(digits.parse::<i64>().ok().map(Pk::Int))
-    };
+    let big = |digits: &str| -> Result<Option<Pk>, Anonymous> { Ok(digits.parse::<i64>().ok().map(Pk::Int)) };
     match v {
         Value::Null => Ok(None),
         Value::Bool(b) => Ok(Some(Pk::Int(*b as i64))),
@@ -362,10 +346,7 @@ fn py_uuid_pk(v: &Value) -> Result<Option<Pk>, Anonymous> {
     match v {
         Value::Null => Ok(None),
         Value::Bool(b) => Ok(Some(Pk::Uuid(*b as u128))),
-        Value::Int(d) => d
-            .parse::<u128>()
-            .map(|u| Some(Pk::Uuid(u)))
-            .map_err(|_| Anonymous::InvalidUserId),
+        Value::Int(d) => d.parse::<u128>().map(|u| Some(Pk::Uuid(u))).map_err(|_| Anonymous::InvalidUserId),
         Value::Str(s) => {
             let t = s.as_str().ok_or(Anonymous::InvalidUserId)?;
             let t = t.replace("urn:", "").replace("uuid:", "");
@@ -373,9 +354,7 @@ fn py_uuid_pk(v: &Value) -> Result<Option<Pk>, Anonymous> {
             if t.len() != 32 || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(Anonymous::InvalidUserId);
             }
-            u128::from_str_radix(&t, 16)
-                .map(|u| Some(Pk::Uuid(u)))
-                .map_err(|_| Anonymous::InvalidUserId)
+            u128::from_str_radix(&t, 16).map(|u| Some(Pk::Uuid(u))).map_err(|_| Anonymous::InvalidUserId)
         }
         _ => Err(Anonymous::InvalidUserId),
     }

@@ -32,11 +32,7 @@ pub struct CacheSettings {
 
 impl Default for CacheSettings {
     fn default() -> Self {
-        CacheSettings {
-            ttl: DEFAULT_CACHE_TTL,
-            negative_ttl: DEFAULT_CACHE_NEGATIVE_TTL,
-            size: DEFAULT_CACHE_SIZE,
-        }
+        CacheSettings { ttl: DEFAULT_CACHE_TTL, negative_ttl: DEFAULT_CACHE_NEGATIVE_TTL, size: DEFAULT_CACHE_SIZE }
     }
 }
 
@@ -57,22 +53,14 @@ struct EntryExpiry {
 }
 
 impl Expiry<String, Entry> for EntryExpiry {
-    fn expire_after_create(
-        &self,
-        _key: &String,
-        value: &Entry,
-        _created_at: Instant,
-    ) -> Option<Duration> {
+    fn expire_after_create(&self, _key: &String, value: &Entry, _created_at: Instant) -> Option<Duration> {
         let base = match value.identity {
             Identity::User(_) => self.ttl,
             Identity::Anonymous(_) => self.negative_ttl,
         };
         let left = value
             .session_expires
-            .map(|t| {
-                t.duration_since(SystemTime::now())
-                    .unwrap_or(Duration::ZERO)
-            })
+            .map(|t| t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
             .unwrap_or(base);
         Some(base.min(left))
     }
@@ -87,10 +75,7 @@ impl IdentityCache {
     pub fn new(s: CacheSettings) -> Self {
         let inner = Cache::builder()
             .max_capacity(s.size)
-            .expire_after(EntryExpiry {
-                ttl: s.ttl,
-                negative_ttl: s.negative_ttl,
-            })
+            .expire_after(EntryExpiry { ttl: s.ttl, negative_ttl: s.negative_ttl })
             .support_invalidation_closures()
             .build();
         IdentityCache { inner }
@@ -120,9 +105,7 @@ impl IdentityCache {
     pub fn invalidate_user(&self, id: &str) {
         let id: Arc<str> = id.into();
         // Only fails when invalidation closures are not enabled, which `new` enables.
-        let _ = self
-            .inner
-            .invalidate_entries_if(move |_, e| e.user_id.as_deref() == Some(&*id));
+        let _ = self.inner.invalidate_entries_if(move |_, e| e.user_id.as_deref() == Some(&*id));
     }
 
     pub async fn run_pending_tasks(&self) {

@@ -32,6 +32,21 @@ pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<Cow<'a, str>> {
     found.map(|raw| unquote(latin1(raw)))
 }
 
+/// Several `Cookie` headers (HTTP/2 clients may split them) as one, joined with `"; "` as
+/// Django 6 joins them (django-session-format.md §5). Forward the same merged header to
+/// Django so that both read the same cookies.
+pub fn merge_headers<'a>(headers: impl IntoIterator<Item = &'a [u8]>) -> Vec<u8> {
+    let mut out = Vec::new();
+    for h in headers {
+        let h = h.strip_suffix(b"; ").unwrap_or(h);
+        if !out.is_empty() {
+            out.extend_from_slice(b"; ");
+        }
+        out.extend_from_slice(h);
+    }
+    out
+}
+
 /// Every cookie in the header, in Django's dict semantics (last duplicate wins, kept at
 /// the position where the name first appeared). Used by tests and the `whois` command.
 pub fn parse_cookie(header: &[u8]) -> Vec<(String, String)> {
@@ -57,10 +72,7 @@ pub fn parse_cookie(header: &[u8]) -> Vec<(String, String)> {
 
 /// Python's `str.isspace()` for a latin-1 character.
 fn py_is_space(b: u8) -> bool {
-    matches!(
-        b,
-        b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | 0x85 | 0xa0
-    )
+    matches!(b, b' ' | b'\t' | b'\n' | 0x0b | 0x0c | b'\r' | 0x1c..=0x1f | 0x85 | 0xa0)
 }
 
 fn py_strip(mut s: &[u8]) -> &[u8] {
@@ -106,9 +118,7 @@ fn unquote(s: Cow<'_, str>) -> Cow<'_, str> {
                 && ('0'..='7').contains(&chars[i + 2])
                 && ('0'..='7').contains(&chars[i + 3]);
             if octal {
-                let v = chars[i + 1..i + 4]
-                    .iter()
-                    .fold(0u32, |a, d| a * 8 + (*d as u32 - '0' as u32));
+                let v = chars[i + 1..i + 4].iter().fold(0u32, |a, d| a * 8 + (*d as u32 - '0' as u32));
                 out.push(char::from_u32(v).unwrap_or('\u{fffd}'));
                 i += 4;
                 continue;
@@ -135,10 +145,7 @@ mod tests {
 
     #[test]
     fn last_duplicate_wins() {
-        assert_eq!(
-            get("sessionid=aaa; sessionid=bbb", "sessionid").as_deref(),
-            Some("bbb")
-        );
+        assert_eq!(get("sessionid=aaa; sessionid=bbb", "sessionid").as_deref(), Some("bbb"));
     }
 
     #[test]
@@ -148,28 +155,19 @@ mod tests {
 
     #[test]
     fn whitespace_is_stripped_like_python() {
-        assert_eq!(
-            get(" \t sessionid = abc \x1f; x=1", "sessionid").as_deref(),
-            Some("abc")
-        );
+        assert_eq!(get(" \t sessionid = abc \x1f; x=1", "sessionid").as_deref(), Some("abc"));
     }
 
     #[test]
     fn quoted_values_are_unquoted() {
-        assert_eq!(
-            get(r#"sessionid="a\"b\\c\101\z""#, "sessionid").as_deref(),
-            Some("a\"b\\cAz")
-        );
+        assert_eq!(get(r#"sessionid="a\"b\\c\101\z""#, "sessionid").as_deref(), Some("a\"b\\cAz"));
         assert_eq!(get(r#"sessionid=""#, "sessionid").as_deref(), Some("\""));
         assert_eq!(get(r#"sessionid="""#, "sessionid").as_deref(), Some(""));
     }
 
     #[test]
     fn part_without_equals_has_empty_name() {
-        assert_eq!(
-            parse_cookie(b"abc; a=1"),
-            vec![("".into(), "abc".into()), ("a".into(), "1".into())]
-        );
+        assert_eq!(parse_cookie(b"abc; a=1"), vec![("".into(), "abc".into()), ("a".into(), "1".into())]);
     }
 
     #[test]
@@ -178,10 +176,14 @@ mod tests {
     }
 
     #[test]
+    fn several_headers_merge_with_semicolons() {
+        let merged = merge_headers([&b"a=1; "[..], b"sessionid=K"]);
+        assert_eq!(merged, b"a=1; sessionid=K");
+        assert_eq!(get(std::str::from_utf8(&merged).unwrap(), "sessionid").as_deref(), Some("K"));
+    }
+
+    #[test]
     fn latin1_bytes_are_chars() {
-        assert_eq!(
-            cookie_value(b"sessionid=\xe9t\xa0", "sessionid").unwrap(),
-            "\u{e9}t"
-        );
+        assert_eq!(cookie_value(b"sessionid=\xe9t\xa0", "sessionid").unwrap(), "\u{e9}t");
     }
 }

@@ -6,7 +6,13 @@
 //! auth hash. A session that fails any check is [`Identity::Anonymous`] with the reason;
 //! a database that cannot answer is [`StoreUnavailable`] under `on_store_error = "refuse"`
 //! (the caller answers 503) or anonymous under `"anonymous"`. Cached answers keep serving
-//! while the database is down. Routes, close codes and revalidation belong to callers.
+//! while the database is down. Open sockets re-check with [`SessionBridge::recheck`], where
+//! a store error is always an error (never a logout). Routes and close codes belong to
+//! callers; revocation pushed by Django arrives as `invalidate_session` / `invalidate_user`.
+//!
+//! Not covered: `USE_TZ = False` with a non-UTC `TIME_ZONE` (naive local `expire_date`),
+//! custom backends' own `get_user`, custom managers that filter users, and Django's side
+//! effects (flush, cycle_key), which Django performs on the next request it serves.
 //!
 //! Files: `cookies` (the header), `signing` (the envelope), `pyjson` (Python's JSON),
 //! `auth` (get_user and the identity), `store/` (SQLite, PostgreSQL, signed cookies),
@@ -45,6 +51,8 @@ pub const DEFAULT_USER_TABLE: &str = "auth_user";
 pub const DEFAULT_POOL_SIZE: usize = 4;
 /// Long enough for a loaded database, short enough that an upgrade fails fast.
 pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
+/// A pk hint unused this long is dropped: well past `revalidate` and the cache TTL.
+const PK_HINT_TTI: Duration = Duration::from_secs(3600);
 /// Store errors are logged at most once per this window, with a count of the rest.
 const STORE_ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
 /// Django's `_get_new_session_key` makes 32 characters of `[a-z0-9]`; the column holds
@@ -76,8 +84,8 @@ pub enum StoreErrorPolicy {
     Anonymous,
 }
 
-/// Where Django's database is.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where Django's database is. `Debug` hides a PostgreSQL URL (it may hold a password).
+#[derive(Clone, PartialEq, Eq)]
 pub enum Database {
     /// `sqlite://` + the path, taken literally.
     Sqlite(PathBuf),
@@ -88,6 +96,15 @@ pub enum Database {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("database URL must start with sqlite:// or postgres:// (or postgresql://)")]
 pub struct UnknownDatabaseScheme;
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Database::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
+            Database::Postgres(_) => f.write_str("Postgres(..)"),
+        }
+    }
+}
 
 impl Database {
     pub fn parse(url: &str) -> Result<Self, UnknownDatabaseScheme> {
@@ -144,6 +161,10 @@ struct Inner {
     policy: auth::AuthPolicy,
     store: Store,
     cache: IdentityCache,
+    /// Session key → the pk its session claimed last time. A session's user only changes
+    /// with a new key (login cycles it), so the guess is nearly always right, and lets a
+    /// re-resolution read the session and the user in one joined query.
+    pk_hints: moka::future::Cache<String, auth::Pk>,
     on_store_error: StoreErrorPolicy,
     error_log: BurstLog,
 }
@@ -167,12 +188,8 @@ impl SessionBridge {
             &s.secret_key_fallbacks,
         );
         let store = match &s.database {
-            Database::Sqlite(path) => {
-                Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store))
-            }
-            Database::Postgres(url) => {
-                Store::Postgres(store::postgres::PgStore::new(url, &s.store)?)
-            }
+            Database::Sqlite(path) => Store::Sqlite(store::sqlite::SqliteStore::new(path.clone(), &s.store)),
+            Database::Postgres(url) => Store::Postgres(Box::new(store::postgres::PgStore::new(url, &s.store)?)),
         };
         Ok(SessionBridge {
             inner: Arc::new(Inner {
@@ -183,6 +200,7 @@ impl SessionBridge {
                 policy,
                 store,
                 cache: IdentityCache::new(s.cache),
+                pk_hints: moka::future::Cache::builder().max_capacity(s.cache.size).time_to_idle(PK_HINT_TTI).build(),
                 on_store_error: s.on_store_error,
                 error_log: BurstLog::default(),
             }),
@@ -206,6 +224,28 @@ impl SessionBridge {
     /// [`SessionBridge::resolve`] for a cookie value already extracted (a session key, or
     /// a whole signed cookie for `signed_cookies`). Used by `whois`.
     pub async fn resolve_value(&self, value: &str) -> Result<Identity, StoreUnavailable> {
+        match self.lookup(value).await {
+            Err(_) if self.inner.on_store_error == StoreErrorPolicy::Anonymous => {
+                Ok(Identity::Anonymous(Anonymous::StoreUnavailable))
+            }
+            other => other,
+        }
+    }
+
+    /// Re-check the session of an open socket (the `revalidate` fallback to pushed
+    /// revocation). Unlike [`SessionBridge::resolve`], a store error is always `Err`,
+    /// whatever `on_store_error` says: the caller keeps the socket open and tries again
+    /// later, because a database outage must never log everybody out.
+    pub async fn recheck(&self, cookie_header: &[u8]) -> Result<Identity, StoreUnavailable> {
+        match cookies::cookie_value(cookie_header, &self.inner.cookie_name) {
+            None => Ok(Identity::Anonymous(Anonymous::NoCookie)),
+            Some(value) => self.lookup(&value).await,
+        }
+    }
+
+    /// Shape check, cache, then one shared load per key; store errors are logged once
+    /// per burst and returned.
+    async fn lookup(&self, value: &str) -> Result<Identity, StoreUnavailable> {
         let inner = &self.inner;
         if inner.engine != Engine::SignedCookies && !session_key_shape_ok(value) {
             return Ok(Identity::Anonymous(Anonymous::MalformedKey));
@@ -216,13 +256,8 @@ impl SessionBridge {
         match inner.cache.get_or_load(value, inner.load(value)).await {
             Ok(entry) => Ok(entry.identity),
             Err(e) => {
-                inner.error_log.store_error(&e);
-                match inner.on_store_error {
-                    StoreErrorPolicy::Refuse => Err(StoreUnavailable(e)),
-                    StoreErrorPolicy::Anonymous => {
-                        Ok(Identity::Anonymous(Anonymous::StoreUnavailable))
-                    }
-                }
+                let _logged = inner.error_log.store_error(&e);
+                Err(StoreUnavailable(e))
             }
         }
     }
@@ -251,20 +286,15 @@ impl SessionBridge {
 
 /// `[a-z0-9]{8,40}`: the only keys Django makes; anything else is refused before a query.
 pub fn session_key_shape_ok(key: &str) -> bool {
-    SESSION_KEY_LEN.contains(&key.len())
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    SESSION_KEY_LEN.contains(&key.len()) && key.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 fn unix_secs(t: SystemTime) -> f64 {
-    t.duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 fn from_unix_secs(s: f64) -> Option<SystemTime> {
-    (s.is_finite() && s >= 0.0 && s < 1e15).then(|| UNIX_EPOCH + Duration::from_secs_f64(s))
+    (0.0..1e15).contains(&s).then(|| UNIX_EPOCH + Duration::from_secs_f64(s))
 }
 
 // === impl Inner ===
@@ -273,25 +303,26 @@ impl Inner {
     /// A cache miss: session, then user. `Err` only when the database failed.
     async fn load(&self, key: &str) -> Result<Entry, StoreError> {
         let now = SystemTime::now();
-        let anon = |reason, expires| Entry {
-            identity: Identity::Anonymous(reason),
-            user_id: None,
-            session_expires: expires,
-        };
+        let anon =
+            |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
+        // A user row already read in the same query as the session (see `pk_hints`).
+        let mut joined_user: Option<(auth::Pk, Option<auth::UserRow>)> = None;
         let (session, expires) = match self.engine {
             Engine::SignedCookies => {
-                match store::signed_cookies::load(
-                    &self.signer,
-                    key,
-                    self.cookie_age_secs,
-                    unix_secs(now),
-                ) {
+                match store::signed_cookies::load(&self.signer, key, self.cookie_age_secs, unix_secs(now)) {
                     Ok((v, until)) => (v, from_unix_secs(until)),
                     Err(e) => return Ok(anon(signing_reason(&e), None)),
                 }
             }
             Engine::Db | Engine::CachedDb => {
-                let Some(row) = self.store.load_session(key, now).await? else {
+                let row = match self.pk_hints.get(key).await {
+                    Some(pk) => self.store.load_session_with_user(key, now, pk).await?.map(|(row, user)| {
+                        joined_user = Some((pk, user));
+                        row
+                    }),
+                    None => self.store.load_session(key, now).await?,
+                };
+                let Some(row) = row else {
                     return Ok(anon(Anonymous::NoSuchSession, None));
                 };
                 if !row.live {
@@ -308,7 +339,13 @@ impl Inner {
             Ok(c) => c,
             Err(reason) => return Ok(anon(reason, expires)),
         };
-        let row = self.store.load_user(claims.pk).await?;
+        let row = match joined_user {
+            Some((guess, row)) if guess == claims.pk => row,
+            _ => self.store.load_user(claims.pk).await?,
+        };
+        if self.engine != Engine::SignedCookies {
+            self.pk_hints.insert(key.to_owned(), claims.pk).await;
+        }
         Ok(Entry {
             identity: self.policy.verify(&claims, row),
             user_id: Some(claims.pk.to_id_string().into()),
@@ -333,16 +370,18 @@ struct BurstLog {
 }
 
 impl BurstLog {
-    fn store_error(&self, e: &StoreError) {
+    /// Logs `e` unless an error was logged within the window; returns whether it logged.
+    fn store_error(&self, e: &StoreError) -> bool {
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let now = Instant::now();
         if last.is_some_and(|t| now.duration_since(t) < STORE_ERROR_LOG_WINDOW) {
             self.suppressed.fetch_add(1, Ordering::Relaxed);
-            return;
+            return false;
         }
         *last = Some(now);
         let suppressed = self.suppressed.swap(0, Ordering::Relaxed);
         tracing::error!(error = %e, suppressed, "session store unavailable");
+        true
     }
 }
 

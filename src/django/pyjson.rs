@@ -84,10 +84,7 @@ impl Value {
 
 /// Look a key up in a decoded object (the entry kept is the last duplicate's value).
 pub fn get<'a>(obj: &'a [(PyStr, Value)], key: &str) -> Option<&'a Value> {
-    obj.iter()
-        .rev()
-        .find(|(k, _)| k.as_str() == Some(key))
-        .map(|(_, v)| v)
+    obj.iter().rev().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
 }
 
 /// `json.loads(bytes.decode("latin-1"))`.
@@ -195,10 +192,7 @@ impl Parser<'_> {
         let text = std::str::from_utf8(&self.s[start..self.i]).map_err(|_| self.err("number"))?;
         if is_float {
             // Python's float(): overflow gives inf, not an error.
-            return text
-                .parse::<f64>()
-                .map(Value::Float)
-                .map_err(|_| self.err("bad float"));
+            return text.parse::<f64>().map(Value::Float).map_err(|_| self.err("bad float"));
         }
         let (neg, digits) = match text.strip_prefix('-') {
             Some(d) => (true, d),
@@ -207,23 +201,14 @@ impl Parser<'_> {
         if digits.len() > PY_INT_MAX_STR_DIGITS {
             return Err(self.err("integer exceeds Python's 4300-digit limit"));
         }
-        Ok(Value::Int(if neg && digits != "0" {
-            text.to_owned()
-        } else {
-            digits.to_owned()
-        }))
+        Ok(Value::Int(if neg && digits != "0" { text.to_owned() } else { digits.to_owned() }))
     }
 
     fn hex4(&mut self) -> Result<u32, JsonError> {
-        let quad = self
-            .s
-            .get(self.i..self.i + 4)
-            .ok_or_else(|| self.err("invalid \\uXXXX escape"))?;
+        let quad = self.s.get(self.i..self.i + 4).ok_or_else(|| self.err("invalid \\uXXXX escape"))?;
         let mut v = 0u32;
         for &c in quad {
-            let d = (c as char)
-                .to_digit(16)
-                .ok_or_else(|| self.err("invalid \\uXXXX escape"))?;
+            let d = (c as char).to_digit(16).ok_or_else(|| self.err("invalid \\uXXXX escape"))?;
             v = v * 16 + d;
         }
         self.i += 4;
@@ -232,10 +217,7 @@ impl Parser<'_> {
 
     fn string(&mut self) -> Result<PyStr, JsonError> {
         self.i += 1; // opening quote
-        let mut out = PyStr {
-            text: String::new(),
-            lone_surrogate: false,
-        };
+        let mut out = PyStr { text: String::new(), lone_surrogate: false };
         loop {
             let c = self.peek().ok_or_else(|| self.err("unterminated string"))?;
             self.i += 1;
@@ -260,9 +242,7 @@ impl Parser<'_> {
                         b'u' => {
                             let hi = self.hex4()?;
                             let mut cp = hi;
-                            if (0xd800..0xdc00).contains(&hi)
-                                && self.s.get(self.i..self.i + 2) == Some(b"\\u")
-                            {
+                            if (0xd800..0xdc00).contains(&hi) && self.s.get(self.i..self.i + 2) == Some(b"\\u") {
                                 let save = self.i;
                                 self.i += 2;
                                 let lo = self.hex4()?;

@@ -77,14 +77,8 @@ impl Signer {
     /// `signing.loads(s, salt, max_age)`: verify, check the age when `max_age` is given
     /// (`now - ts > max_age` fails, at the precision of `now_secs`), inflate, parse.
     /// `Ok` holds whatever JSON value was signed (Django accepts non-objects here too).
-    pub fn loads(
-        &self,
-        s: &str,
-        max_age: Option<f64>,
-        now_secs: f64,
-    ) -> Result<Value, SigningError> {
-        self.loads_with_timestamp(s, max_age, now_secs)
-            .map(|(v, _)| v)
+    pub fn loads(&self, s: &str, max_age: Option<f64>, now_secs: f64) -> Result<Value, SigningError> {
+        self.loads_with_timestamp(s, max_age, now_secs).map(|(v, _)| v)
     }
 
     /// [`Signer::loads`], also returning the signing timestamp (Unix seconds).
@@ -95,9 +89,7 @@ impl Signer {
         now_secs: f64,
     ) -> Result<(Value, f64), SigningError> {
         let value = self.unsign(s)?;
-        let (payload, ts) = value
-            .rsplit_once(':')
-            .ok_or(SigningError::Malformed("no timestamp"))?;
+        let (payload, ts) = value.rsplit_once(':').ok_or(SigningError::Malformed("no timestamp"))?;
         let ts = b62_decode(ts).ok_or(SigningError::Malformed("timestamp is not base62"))?;
         if let Some(max) = max_age {
             if now_secs - ts > max {
@@ -105,8 +97,7 @@ impl Signer {
             }
         }
         let bytes = decode_payload(payload)?;
-        let v = pyjson::parse_latin1(&bytes)
-            .map_err(|_| SigningError::Malformed("payload is not JSON"))?;
+        let v = pyjson::parse_latin1(&bytes).map_err(|_| SigningError::Malformed("payload is not JSON"))?;
         Ok((v, ts))
     }
 
@@ -217,8 +208,7 @@ fn decode_payload(payload: &str) -> Result<Vec<u8>, SigningError> {
     }
     let mut out = Vec::new();
     let mut z = flate2::read::ZlibDecoder::new(&raw[..]).take(MAX_INFLATED_BYTES as u64 + 1);
-    z.read_to_end(&mut out)
-        .map_err(|_| SigningError::Malformed("bad zlib stream"))?;
+    z.read_to_end(&mut out).map_err(|_| SigningError::Malformed("bad zlib stream"))?;
     if out.len() > MAX_INFLATED_BYTES {
         return Err(SigningError::Malformed("inflated payload too large"));
     }

@@ -243,7 +243,7 @@ impl Socket {
         let (Some(bridge), Some(cookie)) = (&self.shared.bridge, &self.caller.cookie) else {
             return ControlFlow::Continue(());
         };
-        let now = match bridge.resolve(cookie.as_bytes()).await {
+        let now = match bridge.recheck(cookie.as_bytes()).await {
             Ok(Identity::User(user)) => Some(user),
             Ok(Identity::Anonymous(_)) => None,
             Err(e) => {

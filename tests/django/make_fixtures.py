@@ -39,7 +39,8 @@ OLD_KEY = "fixture-old-secret-key-rotated-into-fallbacks"
 RETIRED_KEY = "fixture-retired-key-no-longer-a-fallback"
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 COOKIE_AGE = 1209600
-SCENARIOS = ("standard", "signed", "custom")
+SCENARIOS = ("standard", "signed", "custom", "bigint")
+ALLOW_ALL_BACKEND = "django.contrib.auth.backends.AllowAllUsersModelBackend"
 
 
 # --- driver -------------------------------------------------------------------------
@@ -57,29 +58,49 @@ def main():
         return
     import django
 
-    stamp_text = json.dumps(
-        {
-            "script": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-            "models": hashlib.sha256((HERE / "fxaccounts/models.py").read_bytes()).hexdigest(),
-            "django": django.get_version(),
-            "pg": args.pg,
-        }
-    )
     out = Path(args.out)
-    stamp = out / "stamp.json"
-    fresh = stamp.exists() and stamp.read_text() == stamp_text and time.time() - stamp.stat().st_mtime < 3 * 86400
-    if fresh and all((out / db / sc / "cases.json").exists() for db in dbs(args) for sc in SCENARIOS):
-        print(f"{out}: up to date", file=sys.stderr)
-        return
+    out.mkdir(parents=True, exist_ok=True)
+    stamps = {}
     jobs = []
     for db in dbs(args):
+        # SQLite fixtures survive a new PostgreSQL cluster; PostgreSQL ones live in it.
+        stamps[db] = json.dumps(
+            {
+                "script": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+                "models": [hashlib.sha256((HERE / m / "models.py").read_bytes()).hexdigest() for m in ("fxaccounts", "fxbigusers")],
+                "django": django.get_version(),
+                "pg": args.pg if db == "postgres" else "",
+            }
+        )
+        stamp = out / f"stamp-{db}.json"
+        # Sessions expire after COOKIE_AGE (two weeks): regenerate well before.
+        fresh = stamp.exists() and stamp.read_text() == stamps[db] and time.time() - stamp.stat().st_mtime < 3 * 86400
+        if fresh and db == "postgres":
+            fresh = pg_databases_exist(args.pg, [f"{args.pg_db}_{sc}" for sc in SCENARIOS])
+        if fresh and all((out / db / sc / "cases.json").exists() for sc in SCENARIOS):
+            print(f"{out}/{db}: up to date", file=sys.stderr)
+            continue
+        stamp.unlink(missing_ok=True)
         for sc in SCENARIOS:
             cmd = [sys.executable, __file__, "--out", args.out, "--pg", args.pg, "--pg-db", args.pg_db, "--child", db, sc]
             jobs.append((db, sc, subprocess.Popen(cmd)))
     failed = [f"{db}/{sc}" for db, sc, p in jobs if p.wait() != 0]
     if failed:
         sys.exit(f"fixture generation failed: {', '.join(failed)}")
-    stamp.write_text(stamp_text)
+    for db in {db for db, _, _ in jobs}:
+        (out / f"stamp-{db}.json").write_text(stamps[db])
+
+
+def pg_databases_exist(url, names):
+    """A cluster on a reused port would match the stamp but lack the databases."""
+    import psycopg
+
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            found = {r[0] for r in conn.execute("SELECT datname FROM pg_database")}
+    except psycopg.Error:
+        return False
+    return all(n in found for n in names)
 
 
 def dbs(args):
@@ -120,9 +141,14 @@ def child(args, db, scenario):
     sys.path.insert(0, str(HERE))
     apps = ["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions"]
     user_model = "auth.User"
+    backends = [MODEL_BACKEND]
     if scenario == "custom":
         apps.append("fxaccounts")
         user_model = "fxaccounts.User"
+    if scenario == "bigint":
+        apps.append("fxbigusers")
+        user_model = "fxbigusers.User"
+        backends = [MODEL_BACKEND, ALLOW_ALL_BACKEND]
     engine = "django.contrib.sessions.backends." + ("signed_cookies" if scenario == "signed" else "db")
     settings.configure(
         SECRET_KEY=NEW_KEY,
@@ -132,6 +158,7 @@ def child(args, db, scenario):
         AUTH_USER_MODEL=user_model,
         SESSION_ENGINE=engine,
         SESSION_COOKIE_AGE=COOKIE_AGE,
+        AUTHENTICATION_BACKENDS=backends,
         USE_TZ=True,
         ALLOWED_HOSTS=["*"],
         ROOT_URLCONF=__name__,
@@ -151,13 +178,14 @@ def child(args, db, scenario):
     from django.core.management import call_command
 
     call_command("migrate", run_syncdb=True, verbosity=0)
-    maker = {"standard": StandardCases, "signed": SignedCases, "custom": CustomCases}[scenario]()
+    maker = {"standard": StandardCases, "signed": SignedCases, "custom": CustomCases, "bigint": BigintCases}[scenario]()
     maker.build()
     cases = [dict(c, django=oracle(c["cookie"])) for c in maker.cases]
     user_table = {
         "standard": ("auth_user", "int", "username"),
         "signed": ("auth_user", "int", "username"),
         "custom": ("fxaccounts_user", "uuid", "email"),
+        "bigint": ("fxbigusers_user", "int", "username"),
     }[scenario]
     doc = {
         "django": django.get_version(),
@@ -170,7 +198,7 @@ def child(args, db, scenario):
             "database": url,
             "session_cookie_name": "sessionid",
             "session_cookie_age": COOKIE_AGE,
-            "authentication_backends": [MODEL_BACKEND],
+            "authentication_backends": backends,
             "user_table": user_table[0],
             "user_pk_type": user_table[1],
             "user_username_column": user_table[2],
@@ -553,6 +581,24 @@ class CustomCases(DbCases):
         import uuid
 
         self.add("id_unknown_uuid", f"sessionid={self.store(dict(fields, _auth_user_id=str(uuid.uuid4())))}", "no_such_user")
+
+
+class BigintCases(DbCases):
+    """A custom user model with a 64-bit pk, and AllowAllUsersModelBackend configured."""
+
+    def build(self):
+        from django.contrib.auth import get_user_model
+
+        User = get_user_model()
+        big = User.objects.create_user("big", "pw", id=9007199254740993)
+        self.add("login_pk_past_2_pow_53", f"sessionid={session_cookie(self.login(big))}")
+        fields = self.auth_fields(big)
+        self.add("id_out_of_bigint_range", f"sessionid={self.store(dict(fields, _auth_user_id=str(2**70)))}", "no_such_user")
+        sleepy = User.objects.create_user("sleepy", "pw", id=9007199254740999, is_active=False)
+        c = client()
+        c.force_login(sleepy, backend=ALLOW_ALL_BACKEND)
+        self.add("inactive_user_allowed_by_allow_all_backend", f"sessionid={session_cookie(c)}")
+        self.add("inactive_user_via_model_backend", f"sessionid={self.store(self.auth_fields(sleepy))}", "inactive")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ use switchyard::django::{
 };
 
 pub const VERSIONS: [&str; 3] = ["django42", "django52", "django6"];
-pub const SCENARIOS: [&str; 3] = ["standard", "signed", "custom"];
+pub const SCENARIOS: [&str; 4] = ["standard", "signed", "custom", "bigint"];
 
 /// The fixture root, or a failure that says how to make it. Never a silent pass.
 pub fn root() -> PathBuf {

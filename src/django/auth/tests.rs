@@ -2,20 +2,13 @@ use super::*;
 use crate::django::pyjson::parse_latin1;
 
 const KEY: &str = "django-insecure-vectors-+3l@7x!k#v9q(2m_e&w=z8r^t1y$u%i*o0p-a5s6d4f";
-const ALICE_PW: &str =
-    "pbkdf2_sha256$1500000$vectorsalt0123456789AB$tj4KeAWv7ayz9CNvPy0qV1g6mmZn7TBYm7zul+haGzU=";
+const ALICE_PW: &str = "pbkdf2_sha256$1500000$vectorsalt0123456789AB$tj4KeAWv7ayz9CNvPy0qV1g6mmZn7TBYm7zul+haGzU=";
 const ALICE_HASH: &str = "46e71aa4dc26325db0764062d24d5fb37893d3353cb24e695acc04b6d07c4b5e";
 const MODEL_BACKEND: &str = "django.contrib.auth.backends.ModelBackend";
 
 fn policy(fallbacks: &[&str]) -> AuthPolicy {
     let fb: Vec<Secret> = fallbacks.iter().map(|s| Secret::new(*s)).collect();
-    AuthPolicy::new(
-        vec![MODEL_BACKEND.into()],
-        true,
-        PkType::Int,
-        &Secret::new(KEY),
-        &fb,
-    )
+    AuthPolicy::new(vec![MODEL_BACKEND.into()], true, PkType::Int, &Secret::new(KEY), &fb)
 }
 
 fn alice_row() -> UserRow {
@@ -49,21 +42,13 @@ fn auth_hash_matches_the_format_doc() {
 fn good_session_is_the_user() {
     let p = policy(&[]);
     let c = p.claims(&alice_session()).unwrap();
-    assert_eq!(
-        p.verify(&c, Some(alice_row())).user().unwrap().username,
-        "alice"
-    );
+    assert_eq!(p.verify(&c, Some(alice_row())).user().unwrap().username, "alice");
 }
 
 #[test]
 fn hash_under_a_fallback_key_is_the_user() {
-    let p = AuthPolicy::new(
-        vec![MODEL_BACKEND.into()],
-        true,
-        PkType::Int,
-        &Secret::new("new-key"),
-        &[Secret::new(KEY)],
-    );
+    let p =
+        AuthPolicy::new(vec![MODEL_BACKEND.into()], true, PkType::Int, &Secret::new("new-key"), &[Secret::new(KEY)]);
     let c = p.claims(&alice_session()).unwrap();
     assert!(p.verify(&c, Some(alice_row())).user().is_some());
 }
@@ -72,39 +57,20 @@ fn hash_under_a_fallback_key_is_the_user() {
 fn changed_password_is_hash_mismatch() {
     let p = policy(&[]);
     let c = p.claims(&alice_session()).unwrap();
-    let row = UserRow {
-        password: "pbkdf2_sha256$other".into(),
-        ..alice_row()
-    };
-    assert_eq!(
-        p.verify(&c, Some(row)),
-        Identity::Anonymous(Anonymous::HashMismatch)
-    );
+    let row = UserRow { password: "pbkdf2_sha256$other".into(), ..alice_row() };
+    assert_eq!(p.verify(&c, Some(row)), Identity::Anonymous(Anonymous::HashMismatch));
 }
 
 #[test]
 fn inactive_user_is_anonymous_unless_the_backend_allows_it() {
     let p = policy(&[]);
     let c = p.claims(&alice_session()).unwrap();
-    let row = UserRow {
-        is_active: false,
-        ..alice_row()
-    };
-    assert_eq!(
-        p.verify(&c, Some(row.clone())),
-        Identity::Anonymous(Anonymous::Inactive)
-    );
+    let row = UserRow { is_active: false, ..alice_row() };
+    assert_eq!(p.verify(&c, Some(row.clone())), Identity::Anonymous(Anonymous::Inactive));
     let allow = "django.contrib.auth.backends.AllowAllUsersModelBackend";
-    let p = AuthPolicy::new(
-        vec![allow.into()],
-        true,
-        PkType::Int,
-        &Secret::new(KEY),
-        &[],
-    );
-    let s = session(&format!(
-        r#"{{"_auth_user_id":"1","_auth_user_backend":"{allow}","_auth_user_hash":"{ALICE_HASH}"}}"#
-    ));
+    let p = AuthPolicy::new(vec![allow.into()], true, PkType::Int, &Secret::new(KEY), &[]);
+    let s =
+        session(&format!(r#"{{"_auth_user_id":"1","_auth_user_backend":"{allow}","_auth_user_hash":"{ALICE_HASH}"}}"#));
     assert!(p.verify(&p.claims(&s).unwrap(), Some(row)).user().is_some());
 }
 
@@ -114,31 +80,16 @@ fn checks_run_in_djangos_order() {
     assert_eq!(p.claims(&session("{}")), Err(Anonymous::NoUserId));
     assert_eq!(p.claims(&session("[]")), Err(Anonymous::Corrupt));
     // The id converts before the backend is read.
+    assert_eq!(p.claims(&session(r#"{"_auth_user_id":"abc"}"#)), Err(Anonymous::InvalidUserId));
+    assert_eq!(p.claims(&session(r#"{"_auth_user_id":"1"}"#)), Err(Anonymous::NoBackend));
     assert_eq!(
-        p.claims(&session(r#"{"_auth_user_id":"abc"}"#)),
-        Err(Anonymous::InvalidUserId)
-    );
-    assert_eq!(
-        p.claims(&session(r#"{"_auth_user_id":"1"}"#)),
-        Err(Anonymous::NoBackend)
-    );
-    assert_eq!(
-        p.claims(&session(
-            r#"{"_auth_user_id":"1","_auth_user_backend":"x.Y"}"#
-        )),
+        p.claims(&session(r#"{"_auth_user_id":"1","_auth_user_backend":"x.Y"}"#)),
         Err(Anonymous::BackendNotAllowed)
     );
-    let s = session(&format!(
-        r#"{{"_auth_user_id":null,"_auth_user_backend":"{MODEL_BACKEND}"}}"#
-    ));
+    let s = session(&format!(r#"{{"_auth_user_id":null,"_auth_user_backend":"{MODEL_BACKEND}"}}"#));
     assert_eq!(p.claims(&s), Err(Anonymous::NoSuchUser));
-    let s = session(&format!(
-        r#"{{"_auth_user_id":"1","_auth_user_backend":"{MODEL_BACKEND}","_auth_user_hash":""}}"#
-    ));
-    assert_eq!(
-        p.verify(&p.claims(&s).unwrap(), Some(alice_row())),
-        Identity::Anonymous(Anonymous::NoHash)
-    );
+    let s = session(&format!(r#"{{"_auth_user_id":"1","_auth_user_backend":"{MODEL_BACKEND}","_auth_user_hash":""}}"#));
+    assert_eq!(p.verify(&p.claims(&s).unwrap(), Some(alice_row())), Identity::Anonymous(Anonymous::NoHash));
 }
 
 #[test]
@@ -154,20 +105,8 @@ fn ids_convert_like_python_int() {
     ] {
         assert_eq!(py_int_pk(&session(raw)), Ok(want.map(Pk::Int)), "{raw}");
     }
-    for raw in [
-        "\"4__2\"",
-        "\"_4\"",
-        "\"\"",
-        "NaN",
-        "[1]",
-        "\"1.0\"",
-        "\"\\ud800\"",
-    ] {
-        assert_eq!(
-            py_int_pk(&session(raw)),
-            Err(Anonymous::InvalidUserId),
-            "{raw}"
-        );
+    for raw in ["\"4__2\"", "\"_4\"", "\"\"", "NaN", "[1]", "\"1.0\"", "\"\\ud800\""] {
+        assert_eq!(py_int_pk(&session(raw)), Err(Anonymous::InvalidUserId), "{raw}");
     }
 }
 
@@ -181,12 +120,6 @@ fn uuids_convert_like_python_uuid() {
     ] {
         assert_eq!(py_uuid_pk(&session(raw)), Ok(Some(Pk::Uuid(u))), "{raw}");
     }
-    assert_eq!(
-        py_uuid_pk(&session("\"1234\"")),
-        Err(Anonymous::InvalidUserId)
-    );
-    assert_eq!(
-        Pk::Uuid(u).to_id_string(),
-        "12345678-1234-5678-1234-567812345678"
-    );
+    assert_eq!(py_uuid_pk(&session("\"1234\"")), Err(Anonymous::InvalidUserId));
+    assert_eq!(Pk::Uuid(u).to_id_string(), "12345678-1234-5678-1234-567812345678");
 }

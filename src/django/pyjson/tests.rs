@@ -39,10 +39,7 @@ fn huge_integers_keep_every_digit_up_to_pythons_limit() {
 #[test]
 fn duplicate_keys_last_wins() {
     let v = p(r#"{"a":1,"b":2,"a":3}"#).unwrap();
-    assert_eq!(
-        get(v.as_object().unwrap(), "a"),
-        Some(&Value::Int("3".into()))
-    );
+    assert_eq!(get(v.as_object().unwrap(), "a"), Some(&Value::Int("3".into())));
 }
 
 #[test]

@@ -9,22 +9,12 @@ fn alice() -> String {
 }
 
 fn db_signer() -> Signer {
-    Signer::new(
-        "django.contrib.sessions.SessionStore",
-        &Secret::new(KEY),
-        &[],
-    )
+    Signer::new("django.contrib.sessions.SessionStore", &Secret::new(KEY), &[])
 }
 
 #[test]
 fn empty_session_from_the_format_doc_loads() {
-    let v = db_signer()
-        .loads(
-            "e30:1r31eq:2ys4wGSmAjlhFdbeGmUOAOrjdSDVNDDFYhoydKhjlsI",
-            None,
-            T0,
-        )
-        .unwrap();
+    let v = db_signer().loads("e30:1r31eq:2ys4wGSmAjlhFdbeGmUOAOrjdSDVNDDFYhoydKhjlsI", None, T0).unwrap();
     assert!(v.as_object().unwrap().is_empty());
 }
 
@@ -33,18 +23,12 @@ fn signed_cookie_salt_differs_from_db_salt() {
     let sc = Signer::new(SIGNED_COOKIES_SALT, &Secret::new(KEY), &[]);
     let cookie = "e30:1r31eq:4CeFPRG75x317hw_B7PiSlb60Mrwrfo6dHtfpWr1vOM";
     assert!(sc.loads(cookie, Some(1209600.0), T0).is_ok());
-    assert_eq!(
-        db_signer().loads(cookie, None, T0),
-        Err(SigningError::BadSignature)
-    );
+    assert_eq!(db_signer().loads(cookie, None, T0), Err(SigningError::BadSignature));
 }
 
 #[test]
 fn compressed_alice_session_loads() {
-    let v = db_signer()
-        .loads(&alice(), None, T0)
-        .map_err(|e| e.to_string())
-        .unwrap();
+    let v = db_signer().loads(&alice(), None, T0).map_err(|e| e.to_string()).unwrap();
     let obj = v.as_object().unwrap();
     assert_eq!(
         crate::django::pyjson::get(obj, "_auth_user_hash").and_then(|v| v.as_str()),
@@ -54,11 +38,8 @@ fn compressed_alice_session_loads() {
 
 #[test]
 fn fallback_key_verifies() {
-    let s = Signer::new(
-        "django.contrib.sessions.SessionStore",
-        &Secret::new("new"),
-        &[Secret::new("x"), Secret::new(KEY)],
-    );
+    let s =
+        Signer::new("django.contrib.sessions.SessionStore", &Secret::new("new"), &[Secret::new("x"), Secret::new(KEY)]);
     assert!(s.loads(&alice(), None, T0).is_ok());
 }
 
@@ -73,15 +54,9 @@ fn non_canonical_signature_is_rejected() {
     let idx = A.find(last).unwrap();
     let flipped = A.as_bytes()[idx ^ 1] as char;
     let bad = format!("{}{flipped}", &good[..good.len() - 1]);
-    assert_eq!(
-        db_signer().loads(&bad, None, T0),
-        Err(SigningError::BadSignature)
-    );
+    assert_eq!(db_signer().loads(&bad, None, T0), Err(SigningError::BadSignature));
     let padded = format!("{good}=");
-    assert_eq!(
-        db_signer().loads(&padded, None, T0),
-        Err(SigningError::BadSignature)
-    );
+    assert_eq!(db_signer().loads(&padded, None, T0), Err(SigningError::BadSignature));
 }
 
 #[test]
@@ -89,35 +64,20 @@ fn max_age_is_strictly_greater_at_sub_second_precision() {
     let sc = Signer::new(SIGNED_COOKIES_SALT, &Secret::new(KEY), &[]);
     let cookie = "e30:1r31eq:4CeFPRG75x317hw_B7PiSlb60Mrwrfo6dHtfpWr1vOM";
     assert!(sc.loads(cookie, Some(100.0), T0 + 100.0).is_ok());
-    assert!(matches!(
-        sc.loads(cookie, Some(100.0), T0 + 100.5),
-        Err(SigningError::Expired { .. })
-    ));
-    assert!(
-        sc.loads(cookie, Some(100.0), T0 - 5000.0).is_ok(),
-        "a future timestamp is accepted"
-    );
+    assert!(matches!(sc.loads(cookie, Some(100.0), T0 + 100.5), Err(SigningError::Expired { .. })));
+    assert!(sc.loads(cookie, Some(100.0), T0 - 5000.0).is_ok(), "a future timestamp is accepted");
 }
 
 #[test]
 fn no_separator_and_garbage_are_errors() {
-    assert_eq!(
-        db_signer().loads("abc", None, T0),
-        Err(SigningError::NoSeparator)
-    );
-    assert_eq!(
-        db_signer().loads(":", None, T0),
-        Err(SigningError::BadSignature)
-    );
+    assert_eq!(db_signer().loads("abc", None, T0), Err(SigningError::NoSeparator));
+    assert_eq!(db_signer().loads(":", None, T0), Err(SigningError::BadSignature));
 }
 
 #[test]
 fn dumps_round_trips_and_matches_the_doc() {
     let s = db_signer();
-    assert_eq!(
-        s.dumps("{}", 1_700_000_000, true),
-        "e30:1r31eq:2ys4wGSmAjlhFdbeGmUOAOrjdSDVNDDFYhoydKhjlsI"
-    );
+    assert_eq!(s.dumps("{}", 1_700_000_000, true), "e30:1r31eq:2ys4wGSmAjlhFdbeGmUOAOrjdSDVNDDFYhoydKhjlsI");
     let json = r#"{"a":"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}"#;
     let signed = s.dumps(json, 1_700_000_000, true);
     assert!(signed.starts_with('.'));
@@ -137,22 +97,10 @@ fn base62_matches_the_doc() {
 #[test]
 fn python_base64_leniency() {
     assert_eq!(py_b64decode(b"e30"), Some(b"{}".to_vec()));
-    assert_eq!(
-        py_b64decode(b"e3!0"),
-        None,
-        "junk is skipped, then the padding is wrong"
-    );
-    assert_eq!(
-        py_b64decode(b"e3!0="),
-        Some(b"{}".to_vec()),
-        "junk is skipped"
-    );
+    assert_eq!(py_b64decode(b"e3!0"), None, "junk is skipped, then the padding is wrong");
+    assert_eq!(py_b64decode(b"e3!0="), Some(b"{}".to_vec()), "junk is skipped");
     assert_eq!(py_b64decode(b"e"), None, "one dangling character");
-    assert_eq!(
-        py_b64decode(b"e30=e30"),
-        Some(b"{}".to_vec()),
-        "a pad sequence ends the input"
-    );
+    assert_eq!(py_b64decode(b"e30=e30"), Some(b"{}".to_vec()), "a pad sequence ends the input");
 }
 
 mod hostile {
@@ -217,9 +165,6 @@ mod hostile {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(z.finish().unwrap());
         let signed = sign_raw(&s, &format!(".{b64}:1r31eq"));
-        assert_eq!(
-            s.loads(&signed, None, T0),
-            Err(SigningError::Malformed("inflated payload too large"))
-        );
+        assert_eq!(s.loads(&signed, None, T0), Err(SigningError::Malformed("inflated payload too large")));
     }
 }

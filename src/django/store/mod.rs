@@ -3,9 +3,13 @@
 //! itself. This module owns the SQL (parameterised; names from config validated and
 //! quoted) and the connections; it decides nothing about who is logged in.
 //!
-//! A resolution that misses the cache costs two queries on one connection: the session
-//! row, then the user row by pk. They cannot be one join: the user id lives inside the
-//! signed, usually zlib-compressed session blob, which the database cannot read.
+//! The first resolution of a session key costs two queries: the session row, then the
+//! user row by pk. They cannot be one join: the user id lives inside the signed, usually
+//! zlib-compressed session blob, which the database cannot read. Once a key has been seen,
+//! its pk is remembered, and later resolutions (after the cache TTL, invalidation,
+//! revalidation) are one query joining the session row to that user row; the pk the
+//! decoded session claims is checked against the guess, and a wrong guess costs the
+//! second query.
 
 pub mod postgres;
 pub mod signed_cookies;
@@ -54,23 +58,14 @@ impl Ident {
         let part_ok = |p: &str| {
             !p.is_empty()
                 && p.len() <= 63
-                && p.chars()
-                    .next()
-                    .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
+                && p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
         };
         let parts: Vec<&str> = name.split('.').collect();
         if parts.len() > 2 || !parts.iter().all(|p| part_ok(p)) {
             return Err(BadIdent(name.to_owned()));
         }
-        Ok(Ident(
-            parts
-                .iter()
-                .map(|p| format!("\"{p}\""))
-                .collect::<Vec<_>>()
-                .join("."),
-        ))
+        Ok(Ident(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".")))
     }
     /// The quoted form, ready to paste into SQL.
     pub fn quoted(&self) -> &str {
@@ -107,19 +102,29 @@ pub struct StoreSettings {
 /// The database a bridge reads.
 pub enum Store {
     Sqlite(sqlite::SqliteStore),
-    Postgres(postgres::PgStore),
+    Postgres(Box<postgres::PgStore>),
 }
 
 impl Store {
     /// The session row for `key`, `None` when there is none. `key` has been shape-checked.
-    pub async fn load_session(
-        &self,
-        key: &str,
-        now: SystemTime,
-    ) -> Result<Option<SessionRow>, StoreError> {
+    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
         match self {
             Store::Sqlite(s) => s.load_session(key, now).await,
             Store::Postgres(s) => s.load_session(key, now).await,
+        }
+    }
+
+    /// The session row for `key` and, in the same query, the user row with primary key
+    /// `pk` (a guess from an earlier resolution). `None` when there is no session row.
+    pub async fn load_session_with_user(
+        &self,
+        key: &str,
+        now: SystemTime,
+        pk: Pk,
+    ) -> Result<Option<(SessionRow, Option<UserRow>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.load_session_with_user(key, now, pk).await,
+            Store::Postgres(s) => s.load_session_with_user(key, now, pk).await,
         }
     }
 
@@ -155,28 +160,20 @@ impl QueryCounter {
 
 /// The user query's select list, shared by both databases: optional columns become
 /// constants with Django's attribute defaults.
-fn user_select_list(u: &UserTable, cast_text: &str, cast_bool: &str) -> String {
+/// `alias` qualifies the columns ("u." in the joined query, "" alone).
+fn user_select_list(u: &UserTable, alias: &str, cast_text: &str, cast_bool: &str) -> String {
     let opt = |c: &Option<Ident>, default: &str| match c {
-        Some(c) => format!("{}{cast_bool}", c.quoted()),
+        Some(c) => format!("{alias}{}{cast_bool}", c.quoted()),
         None => default.to_owned(),
     };
     format!(
-        "{pk}{cast_text}, {un}{cast_text}, {pw}{cast_text}, {a}, {s}, {su}",
+        "{alias}{pk}{cast_text}, {alias}{un}{cast_text}, {alias}{pw}{cast_text}, {a}, {s}, {su}",
         pk = u.pk.quoted(),
         un = u.username.quoted(),
         pw = u.password.quoted(),
-        a = opt(
-            &u.is_active,
-            if cast_bool.is_empty() { "1" } else { "true" }
-        ),
-        s = opt(
-            &u.is_staff,
-            if cast_bool.is_empty() { "0" } else { "false" }
-        ),
-        su = opt(
-            &u.is_superuser,
-            if cast_bool.is_empty() { "0" } else { "false" }
-        ),
+        a = opt(&u.is_active, if cast_bool.is_empty() { "1" } else { "true" }),
+        s = opt(&u.is_staff, if cast_bool.is_empty() { "0" } else { "false" }),
+        su = opt(&u.is_superuser, if cast_bool.is_empty() { "0" } else { "false" }),
     )
 }
 
@@ -187,10 +184,7 @@ mod tests {
     #[test]
     fn identifiers_are_validated_and_quoted() {
         assert_eq!(Ident::new("auth_user").unwrap().quoted(), "\"auth_user\"");
-        assert_eq!(
-            Ident::new("app.users").unwrap().quoted(),
-            "\"app\".\"users\""
-        );
+        assert_eq!(Ident::new("app.users").unwrap().quoted(), "\"app\".\"users\"");
         for bad in ["", "a b", "x\"; drop table y", "1abc", "a.b.c", "a-b"] {
             assert!(Ident::new(bad).is_err(), "{bad}");
         }

@@ -17,12 +17,19 @@ use tokio_postgres::{Client, NoTls, Row, Statement};
 use super::{user_select_list, QueryCounter, SessionRow, StoreError, StoreSettings};
 use crate::django::auth::{Pk, PkType, UserRow};
 
+/// Queries one pooled connection may have pipelined at once. Bounds what a flood of
+/// distinct unknown keys can put on the database: past it, loads wait (within the
+/// query timeout) instead of piling up in PostgreSQL.
+const MAX_PIPELINED_PER_CONNECTION: usize = 16;
+
 pub struct PgStore {
     config: tokio_postgres::Config,
+    in_flight: tokio::sync::Semaphore,
     slots: Vec<Slot>,
     next: AtomicUsize,
     session_sql: String,
     user_sql: String,
+    joined_sql: String,
     timeout: Duration,
     pub(super) counter: QueryCounter,
 }
@@ -37,6 +44,7 @@ struct Conn {
     client: Client,
     session: Statement,
     user: Statement,
+    joined: Statement,
     driver: tokio::task::JoinHandle<()>,
 }
 
@@ -66,24 +74,34 @@ impl PgStore {
             "SELECT session_data::text, extract(epoch from expire_date)::float8, expire_date > $2 FROM {} WHERE session_key = $1",
             settings.session_table.quoted()
         );
-        let pk_param = match settings.users.pk_type {
-            PkType::Int => "$1::int8",
-            PkType::Uuid => "CAST($1::text AS uuid)",
+        let pk_param = |n: u8| match settings.users.pk_type {
+            PkType::Int => format!("${n}::int8"),
+            PkType::Uuid => format!("CAST(${n}::text AS uuid)"),
         };
         let user_sql = format!(
-            "SELECT {} FROM {} WHERE {} = {pk_param}",
-            user_select_list(&settings.users, "::text", "::bool"),
+            "SELECT {} FROM {} WHERE {} = {}",
+            user_select_list(&settings.users, "", "::text", "::bool"),
             settings.users.table.quoted(),
-            settings.users.pk.quoted()
+            settings.users.pk.quoted(),
+            pk_param(1)
+        );
+        let joined_sql = format!(
+            "SELECT s.session_data::text, extract(epoch from s.expire_date)::float8, s.expire_date > $2, {} \
+             FROM {} s LEFT JOIN {} u ON u.{} = {} WHERE s.session_key = $1",
+            user_select_list(&settings.users, "u.", "::text", "::bool"),
+            settings.session_table.quoted(),
+            settings.users.table.quoted(),
+            settings.users.pk.quoted(),
+            pk_param(3)
         );
         Ok(PgStore {
             config,
-            slots: (0..settings.pool_size.max(1))
-                .map(|_| Slot::default())
-                .collect(),
+            in_flight: tokio::sync::Semaphore::new(settings.pool_size.max(1) * MAX_PIPELINED_PER_CONNECTION),
+            slots: (0..settings.pool_size.max(1)).map(|_| Slot::default()).collect(),
             next: AtomicUsize::new(0),
             session_sql,
             user_sql,
+            joined_sql,
             timeout: settings.query_timeout,
             counter: QueryCounter::default(),
         })
@@ -124,35 +142,32 @@ impl PgStore {
         });
         let session = client.prepare(&self.session_sql).await?;
         let user = client.prepare(&self.user_sql).await?;
-        Ok(Conn {
-            client,
-            session,
-            user,
-            driver,
-        })
+        let joined = client.prepare(&self.joined_sql).await?;
+        Ok(Conn { client, session, user, joined, driver })
     }
 
     /// One query, bounded by the timeout. A connection found dead (the database restarted,
     /// an admin killed it) is dropped and the query retried once on a fresh one.
-    async fn query_opt(
-        &self,
-        user: bool,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> Result<Option<Row>, StoreError> {
+    async fn query_opt(&self, which: Query, params: &[&(dyn ToSql + Sync)]) -> Result<Option<Row>, StoreError> {
+        let _permit = tokio::time::timeout(self.timeout, self.in_flight.acquire())
+            .await
+            .map_err(|_| StoreError::Timeout(self.timeout))?
+            .map_err(|e| StoreError::Worker(e.to_string()))?;
         let mut attempt = 0;
         loop {
             let (i, c) = self.conn().await?;
-            let stmt = if user { &c.user } else { &c.session };
+            let stmt = match which {
+                Query::Session => &c.session,
+                Query::User => &c.user,
+                Query::Joined => &c.joined,
+            };
             self.counter.bump();
-            let r = match tokio::time::timeout(self.timeout, c.client.query_opt(stmt, params)).await
-            {
+            let r = match tokio::time::timeout(self.timeout, c.client.query_opt(stmt, params)).await {
                 Err(_) => Err(StoreError::Timeout(self.timeout)),
                 Ok(r) => r.map_err(StoreError::from),
             };
             match r {
-                Err(StoreError::Postgres(ref e))
-                    if attempt == 0 && (e.is_closed() || c.client.is_closed()) =>
-                {
+                Err(StoreError::Postgres(ref e)) if attempt == 0 && (e.is_closed() || c.client.is_closed()) => {
                     let mut live = self.slots[i].live.lock().unwrap_or_else(|p| p.into_inner());
                     if live.as_ref().is_some_and(|l| Arc::ptr_eq(l, &c)) {
                         *live = None;
@@ -164,31 +179,66 @@ impl PgStore {
         }
     }
 
-    pub async fn load_session(
+    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
+        let row = self.query_opt(Query::Session, &[&key, &now]).await?;
+        Ok(row.map(|r| session_row(&r)))
+    }
+
+    pub async fn load_session_with_user(
         &self,
         key: &str,
         now: SystemTime,
-    ) -> Result<Option<SessionRow>, StoreError> {
-        let row = self.query_opt(false, &[&key, &now]).await?;
-        Ok(row.map(|r| SessionRow {
-            session_data: r.get(0),
-            expires_at: r.get::<_, Option<f64>>(1).unwrap_or(0.0),
-            live: r.get::<_, Option<bool>>(2).unwrap_or(false),
-        }))
+        pk: Pk,
+    ) -> Result<Option<(SessionRow, Option<UserRow>)>, StoreError> {
+        let row = match pk {
+            Pk::Int(i) => self.query_opt(Query::Joined, &[&key, &now, &i]).await?,
+            Pk::Uuid(_) => {
+                let id = pk.to_id_string();
+                self.query_opt(Query::Joined, &[&key, &now, &id]).await?
+            }
+        };
+        Ok(row.map(|r| (session_row(&r), user_row(&r, 3))))
     }
 
     pub async fn load_user(&self, pk: Pk) -> Result<Option<UserRow>, StoreError> {
         let row = match pk {
-            Pk::Int(i) => self.query_opt(true, &[&i]).await?,
-            Pk::Uuid(u) => self.query_opt(true, &[&Pk::Uuid(u).to_id_string()]).await?,
+            Pk::Int(i) => self.query_opt(Query::User, &[&i]).await?,
+            Pk::Uuid(u) => self.query_opt(Query::User, &[&Pk::Uuid(u).to_id_string()]).await?,
         };
-        Ok(row.map(|r| UserRow {
-            id: r.get::<_, Option<String>>(0).unwrap_or_default(),
-            username: r.get::<_, Option<String>>(1).unwrap_or_default(),
-            password: r.get::<_, Option<String>>(2).unwrap_or_default(),
-            is_active: r.get::<_, Option<bool>>(3).unwrap_or(false),
-            is_staff: r.get::<_, Option<bool>>(4).unwrap_or(false),
-            is_superuser: r.get::<_, Option<bool>>(5).unwrap_or(false),
-        }))
+        Ok(row.and_then(|r| user_row(&r, 0)))
     }
+}
+
+/// The prepared statements of a connection.
+#[derive(Clone, Copy)]
+enum Query {
+    Session,
+    User,
+    Joined,
+}
+
+/// A column as `T`, `None` when NULL or (never, given the casts in the SQL) of another type.
+fn col<'a, T: tokio_postgres::types::FromSql<'a>>(r: &'a Row, i: usize) -> Option<T> {
+    r.try_get::<_, Option<T>>(i).ok().flatten()
+}
+
+fn session_row(r: &Row) -> SessionRow {
+    SessionRow {
+        session_data: col::<String>(r, 0).unwrap_or_default(),
+        expires_at: col::<f64>(r, 1).unwrap_or(0.0),
+        live: col::<bool>(r, 2).unwrap_or(false),
+    }
+}
+
+/// The user columns starting at `at`; `None` when the pk is NULL (no row joined).
+fn user_row(r: &Row, at: usize) -> Option<UserRow> {
+    let id = col::<String>(r, at)?;
+    Some(UserRow {
+        id,
+        username: col::<String>(r, at + 1).unwrap_or_default(),
+        password: col::<String>(r, at + 2).unwrap_or_default(),
+        is_active: col::<bool>(r, at + 3).unwrap_or(false),
+        is_staff: col::<bool>(r, at + 4).unwrap_or(false),
+        is_superuser: col::<bool>(r, at + 5).unwrap_or(false),
+    })
 }

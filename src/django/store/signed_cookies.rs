@@ -8,12 +8,7 @@ use crate::django::signing::{Signer, SigningError};
 
 /// Load a signed-cookie session. `Ok` holds the decoded value and when the cookie stops
 /// being valid (Unix seconds).
-pub fn load(
-    signer: &Signer,
-    cookie: &str,
-    max_age_secs: f64,
-    now_secs: f64,
-) -> Result<(Value, f64), SigningError> {
+pub fn load(signer: &Signer, cookie: &str, max_age_secs: f64, now_secs: f64) -> Result<(Value, f64), SigningError> {
     let (value, ts) = signer.loads_with_timestamp(cookie, Some(max_age_secs), now_secs)?;
     Ok((value, ts + max_age_secs))
 }

@@ -23,6 +23,7 @@ pub struct SqliteStore {
     permits: Semaphore,
     session_sql: Arc<str>,
     user_sql: Arc<str>,
+    joined_sql: Arc<str>,
     pk_type: PkType,
     timeout: Duration,
     pub(super) counter: QueryCounter,
@@ -38,7 +39,15 @@ impl SqliteStore {
         );
         let user_sql = format!(
             "SELECT {} FROM {} WHERE {} = ?1",
-            user_select_list(&settings.users, "", ""),
+            user_select_list(&settings.users, "", "", ""),
+            settings.users.table.quoted(),
+            settings.users.pk.quoted()
+        );
+        let joined_sql = format!(
+            "SELECT s.session_data, s.expire_date, s.expire_date > ?2, {} FROM {} s \
+             LEFT JOIN {} u ON u.{} = ?3 WHERE s.session_key = ?1",
+            user_select_list(&settings.users, "u.", "", ""),
+            settings.session_table.quoted(),
             settings.users.table.quoted(),
             settings.users.pk.quoted()
         );
@@ -48,6 +57,7 @@ impl SqliteStore {
             permits: Semaphore::new(settings.pool_size.max(1)),
             session_sql: session_sql.into(),
             user_sql: user_sql.into(),
+            joined_sql: joined_sql.into(),
             pk_type: settings.users.pk_type,
             timeout: settings.query_timeout,
             counter: QueryCounter::default(),
@@ -59,11 +69,7 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|e| StoreError::Worker(e.to_string()))?;
+        let _permit = self.permits.acquire().await.map_err(|e| StoreError::Worker(e.to_string()))?;
         self.counter.bump();
         let idle = self.idle.clone();
         let path = self.path.clone();
@@ -87,32 +93,13 @@ impl SqliteStore {
         }
     }
 
-    pub async fn load_session(
-        &self,
-        key: &str,
-        now: SystemTime,
-    ) -> Result<Option<SessionRow>, StoreError> {
+    pub async fn load_session(&self, key: &str, now: SystemTime) -> Result<Option<SessionRow>, StoreError> {
         let sql = self.session_sql.clone();
         let key = key.to_owned();
         let now = python_datetime_str(now);
         self.with_conn(move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            stmt.query_row(rusqlite::params![key, now], |r| {
-                let data: String = r.get(0)?;
-                let expires = match r.get_ref(1)? {
-                    ValueRef::Text(t) => {
-                        parse_django_datetime(&String::from_utf8_lossy(t)).unwrap_or(0.0)
-                    }
-                    _ => 0.0,
-                };
-                let live: Option<bool> = r.get(2)?;
-                Ok(SessionRow {
-                    session_data: data,
-                    expires_at: expires,
-                    live: live.unwrap_or(false),
-                })
-            })
-            .optional()
+            stmt.query_row(rusqlite::params![key, now], session_row).optional()
         })
         .await
     }
@@ -122,25 +109,62 @@ impl SqliteStore {
         let pk_type = self.pk_type;
         self.with_conn(move |c| {
             let mut stmt = c.prepare_cached(&sql)?;
-            let param: rusqlite::types::Value = match pk {
-                Pk::Int(i) => i.into(),
-                // Django keeps UUIDs in SQLite as 32 hex digits, no hyphens.
-                Pk::Uuid(u) => format!("{u:032x}").into(),
-            };
-            stmt.query_row([param], |r| {
-                Ok(UserRow {
-                    id: id_text(r.get_ref(0)?, pk_type),
-                    username: text(r.get_ref(1)?),
-                    password: text(r.get_ref(2)?),
-                    is_active: truthy(r.get_ref(3)?),
-                    is_staff: truthy(r.get_ref(4)?),
-                    is_superuser: truthy(r.get_ref(5)?),
-                })
+            stmt.query_row([pk_param(pk)], |r| user_row(r, 0, pk_type)).optional().map(Option::flatten)
+        })
+        .await
+    }
+
+    pub async fn load_session_with_user(
+        &self,
+        key: &str,
+        now: SystemTime,
+        pk: Pk,
+    ) -> Result<Option<(SessionRow, Option<UserRow>)>, StoreError> {
+        let sql = self.joined_sql.clone();
+        let pk_type = self.pk_type;
+        let key = key.to_owned();
+        let now = python_datetime_str(now);
+        self.with_conn(move |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            stmt.query_row(rusqlite::params![key, now, pk_param(pk)], |r| {
+                Ok((session_row(r)?, user_row(r, 3, pk_type)?))
             })
             .optional()
         })
         .await
     }
+}
+
+fn pk_param(pk: Pk) -> rusqlite::types::Value {
+    match pk {
+        Pk::Int(i) => i.into(),
+        // Django keeps UUIDs in SQLite as 32 hex digits, no hyphens.
+        Pk::Uuid(u) => format!("{u:032x}").into(),
+    }
+}
+
+fn session_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<SessionRow> {
+    let expires = match r.get_ref(1)? {
+        ValueRef::Text(t) => parse_django_datetime(&String::from_utf8_lossy(t)).unwrap_or(0.0),
+        _ => 0.0,
+    };
+    let live: Option<bool> = r.get(2)?;
+    Ok(SessionRow { session_data: r.get(0)?, expires_at: expires, live: live.unwrap_or(false) })
+}
+
+/// The user columns starting at `at`; `None` when the pk is NULL (no row joined).
+fn user_row(r: &rusqlite::Row<'_>, at: usize, pk_type: PkType) -> rusqlite::Result<Option<UserRow>> {
+    if matches!(r.get_ref(at)?, ValueRef::Null) {
+        return Ok(None);
+    }
+    Ok(Some(UserRow {
+        id: id_text(r.get_ref(at)?, pk_type),
+        username: text(r.get_ref(at + 1)?),
+        password: text(r.get_ref(at + 2)?),
+        is_active: truthy(r.get_ref(at + 3)?),
+        is_staff: truthy(r.get_ref(at + 4)?),
+        is_superuser: truthy(r.get_ref(at + 5)?),
+    }))
 }
 
 fn open(path: &std::path::Path, timeout: Duration) -> rusqlite::Result<Connection> {
@@ -186,12 +210,7 @@ pub fn python_datetime_str(t: SystemTime) -> String {
     let micros = d.subsec_micros();
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, dd) = civil_from_days(days);
-    let base = format!(
-        "{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    );
+    let base = format!("{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
     if micros == 0 {
         base
     } else {
@@ -249,17 +268,8 @@ mod tests {
     fn datetime_text_matches_python_str() {
         let t = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         assert_eq!(python_datetime_str(t), "2023-11-14 22:13:20");
-        assert_eq!(
-            python_datetime_str(t + Duration::from_micros(5)),
-            "2023-11-14 22:13:20.000005"
-        );
-        assert_eq!(
-            parse_django_datetime("2023-11-14 22:13:20.5"),
-            Some(1_700_000_000.5)
-        );
-        assert_eq!(
-            parse_django_datetime("2000-02-29 00:00:00"),
-            Some(951_782_400.0)
-        );
+        assert_eq!(python_datetime_str(t + Duration::from_micros(5)), "2023-11-14 22:13:20.000005");
+        assert_eq!(parse_django_datetime("2023-11-14 22:13:20.5"), Some(1_700_000_000.5));
+        assert_eq!(parse_django_datetime("2000-02-29 00:00:00"), Some(951_782_400.0));
     }
 }
