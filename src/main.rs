@@ -9,11 +9,6 @@ use clap::{Parser, Subcommand};
 use switchyard::config::{self, Config, LogFormat, ProcessEnv};
 use tracing_subscriber::EnvFilter;
 
-// Every request and frame allocates a little (headers, bodies, futures); mimalloc's
-// thread-local free lists make that markedly cheaper than glibc's malloc (see bench-http).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 /// A WebSocket front proxy for Django.
 #[derive(Parser)]
 #[command(version, about)]
@@ -93,9 +88,10 @@ fn check(path: PathBuf) -> ExitCode {
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Arc::new(load(&path)?);
     init_logging(&config.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let running = switchyard::server::start_workers(config.clone(), config.server.worker_threads())?;
+    // The workers have runtimes of their own; this one only waits for a signal.
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        let running = switchyard::server::start(config.clone()).await?;
         shutdown_signal().await.context("cannot wait for signals")?;
         tracing::info!(grace = ?config.server.shutdown_grace.0, "shutting down");
         running.shutdown(config.server.shutdown_grace.0).await;

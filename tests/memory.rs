@@ -14,14 +14,16 @@ use support::binary;
 use support::*;
 
 const TOTAL: u64 = 100 << 20;
+/// A warm-up body: big enough that every worker thread's allocator has grown its heap.
+const WARM: u64 = 8 << 20;
 const CHUNK: usize = 64 << 10;
 /// Peak RSS growth allowed for 100 MiB each way: buffers, not bodies.
 const ALLOWED_GROWTH_KIB: u64 = 8 << 10;
 
-/// A body of `TOTAL` bytes produced chunk by chunk, never held whole.
-fn big_body() -> switchyard::body::Body {
+/// A body of `total` bytes produced chunk by chunk, never held whole.
+fn big_body(total: u64) -> switchyard::body::Body {
     let chunk = Bytes::from(vec![b'z'; CHUNK]);
-    let chunks = TOTAL / CHUNK as u64;
+    let chunks = total / CHUNK as u64;
     let stream = futures_util::stream::iter((0..chunks).map(move |_| Ok(Frame::data(chunk.clone()))));
     StreamBody::new(stream).boxed()
 }
@@ -52,19 +54,26 @@ async fn hundred_mib_up_and_down_keeps_rss_bounded() {
                 counter.store(drain(req.into_body()).await, Ordering::SeqCst);
                 return reply(200, "stored");
             }
-            Response::new(big_body())
+            let total = if req.uri().path() == "/warm" { WARM } else { TOTAL };
+            Response::new(big_body(total))
         }
     })
     .await;
     let dir = tempfile::tempdir().unwrap();
     let sy = binary::spawn(dir.path(), &minimal_config(&up.url, "max_request_body = \"1GiB\""));
     let pid = sy.child.id();
-    // Warm up: one small exchange so pools and buffers exist before the baseline.
-    let warm = client().get(url(sy.plain[0], "/warm").parse().unwrap()).await.unwrap();
-    drain(warm.into_body()).await;
+    // Warm up both ways on several connections, so every worker thread has served a
+    // stream and its allocator has its working heap before the baseline is read.
+    for _ in 0..4 {
+        let (a, b) = (client(), client());
+        let up = Request::post(url(sy.plain[0], "/warm")).body(big_body(WARM)).unwrap();
+        let (up, down) = tokio::join!(a.request(up), b.get(url(sy.plain[0], "/warm").parse().unwrap()));
+        drain(up.unwrap().into_body()).await;
+        drain(down.unwrap().into_body()).await;
+    }
     let (_, baseline) = binary::memory_kib(pid);
 
-    let upload = Request::post(url(sy.plain[0], "/upload")).body(big_body()).unwrap();
+    let upload = Request::post(url(sy.plain[0], "/upload")).body(big_body(TOTAL)).unwrap();
     let response = client().request(upload).await.unwrap();
     assert_eq!(read_body(response).await, "stored");
     assert_eq!(received.load(Ordering::SeqCst), TOTAL);

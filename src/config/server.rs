@@ -40,6 +40,10 @@ pub struct ServerConfig {
     /// How long a downstream may take to send a request head. Default: "30s".
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: ConfigDuration,
+    /// Worker threads, each with its own listeners and upstream pool; 0 means one per CPU
+    /// core. Default: 0.
+    #[serde(default)]
+    pub workers: usize,
 }
 
 /// The `[server.tls]` section.
@@ -67,6 +71,14 @@ fn default_header_read_timeout() -> ConfigDuration {
 }
 
 impl ServerConfig {
+    /// The number of worker threads to run: `workers`, or one per core when it is 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// True when `peer`'s forwarding headers are to be believed.
     pub fn trusts(&self, peer: IpAddr) -> bool {
         let peer = peer.to_canonical();

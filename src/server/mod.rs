@@ -49,6 +49,9 @@ pub enum StartError {
     /// The TLS certificate or key is unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// A worker thread or its runtime could not be started.
+    #[error("cannot start a worker thread: {0}")]
+    Runtime(std::io::Error),
     /// The session bridge cannot be built from `[django]`.
     #[error("cannot set up the session bridge: {0}")]
     Bridge(#[from] crate::django::BridgeBuildError),
@@ -64,6 +67,7 @@ pub struct Running {
     graceful: CancellationToken,
     hard: CancellationToken,
     tasks: TaskTracker,
+    threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 /// How shutdown ended.
@@ -82,40 +86,151 @@ struct Shared {
     http: auto::Builder<TokioExecutor>,
 }
 
-/// Binds every listener and starts serving; returns once all are bound.
+/// Binds every listener and serves on the current tokio runtime; returns once all are bound.
+/// Tests use this; the binary uses [`start_workers`].
 pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
-    let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
-    let mut running = Running {
-        plain_addrs: Vec::new(),
-        tls_addrs: Vec::new(),
-        graceful: CancellationToken::new(),
-        hard: CancellationToken::new(),
-        tasks: TaskTracker::new(),
-    };
-    let hub = Hub::new(config.websocket.max_per_user, config.websocket.max_per_ip);
-    let lifecycle = Lifecycle { graceful: running.graceful.clone(), tasks: running.tasks.clone() };
-    let bridge = config.django.as_ref().and_then(|d| d.bridge_settings()).map(SessionBridge::new).transpose()?;
-    let websockets = Websockets::new(&config, bridge, hub, lifecycle);
-    let router = Router::new(&config, websockets);
-    let shared = Arc::new(Shared { router, http: http_builder(&config), config: config.clone() });
-    for addr in &config.server.listen.0 {
-        let listener = bind(*addr).await?;
-        running.plain_addrs.push(listener.local_addr().unwrap_or(*addr));
-        running.spawn_accept(listener, None, shared.clone());
-    }
-    if let (Some(tls), Some(acceptor)) = (&config.server.tls, acceptor) {
-        for addr in &tls.listen.0 {
-            let listener = bind(*addr).await?;
-            running.tls_addrs.push(listener.local_addr().unwrap_or(*addr));
-            running.spawn_accept(listener, Some(acceptor.clone()), shared.clone());
-        }
-    }
-    tracing::info!(plain = ?running.plain_addrs, tls = ?running.tls_addrs, upstream = %config.upstream.url, "listening");
+    let plan = Plan::new(config)?;
+    let listeners = Listeners::bind(&plan.config)?;
+    let running = plan.running(&listeners);
+    plan.serve(&listeners)?;
+    plan.announce(&running);
     Ok(running)
 }
 
-async fn bind(addr: SocketAddr) -> Result<TcpListener, StartError> {
-    TcpListener::bind(addr).await.map_err(|source| StartError::Bind { addr, source })
+/// Serves with `workers` threads, each running its own single-threaded runtime and its own
+/// upstream pool, so a request never changes thread. Every thread accepts from the same
+/// listeners (the least busy one tends to win each accept); sockets on every thread share
+/// one hub and session bridge. Returns once every thread serves.
+pub fn start_workers(config: Arc<Config>, workers: usize) -> Result<Running, StartError> {
+    let plan = Arc::new(Plan::new(config)?);
+    let listeners = Arc::new(Listeners::bind(&plan.config)?);
+    let mut running = plan.running(&listeners);
+    for i in 0..workers.max(1) {
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (plan, listeners, hard) = (plan.clone(), listeners.clone(), running.hard.clone());
+        let thread = std::thread::Builder::new().name(format!("switchyard-{i}")).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(source) => return drop(ready_tx.send(Err(StartError::Runtime(source)))),
+            };
+            runtime.block_on(async move {
+                let served = plan.serve(&listeners);
+                let failed = served.is_err();
+                let _ = ready_tx.send(served);
+                if !failed {
+                    hard.cancelled().await;
+                }
+            });
+        });
+        running.threads.push(thread.map_err(StartError::Runtime)?);
+        ready_rx.recv().map_err(|_| StartError::Runtime(std::io::Error::other("worker thread died")))??;
+    }
+    plan.announce(&running);
+    Ok(running)
+}
+
+/// The bound listening sockets, shared by every worker.
+struct Listeners {
+    plain: Vec<std::net::TcpListener>,
+    tls: Vec<std::net::TcpListener>,
+}
+
+impl Listeners {
+    fn bind(config: &Config) -> Result<Self, StartError> {
+        let tls_addrs = config.server.tls.as_ref().map(|t| t.listen.0.as_slice()).unwrap_or_default();
+        Ok(Self { plain: bind_all(&config.server.listen.0)?, tls: bind_all(tls_addrs)? })
+    }
+
+    fn addrs(list: &[std::net::TcpListener]) -> Vec<SocketAddr> {
+        list.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+}
+
+fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, StartError> {
+    addrs
+        .iter()
+        .map(|&addr| {
+            let listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
+            listener.set_nonblocking(true).map_err(|source| StartError::Bind { addr, source })?;
+            Ok(listener)
+        })
+        .collect()
+}
+
+/// What every worker needs to serve: config, TLS, and the parts sockets share.
+struct Plan {
+    config: Arc<Config>,
+    acceptor: Option<TlsAcceptor>,
+    hub: Hub,
+    bridge: Option<SessionBridge>,
+    lifecycle: Lifecycle,
+    hard: CancellationToken,
+}
+
+impl Plan {
+    fn new(config: Arc<Config>) -> Result<Self, StartError> {
+        let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
+        let bridge = config.django.as_ref().and_then(|d| d.bridge_settings()).map(SessionBridge::new).transpose()?;
+        let hub = Hub::new(config.websocket.max_per_user, config.websocket.max_per_ip);
+        let lifecycle = Lifecycle { graceful: CancellationToken::new(), tasks: TaskTracker::new() };
+        Ok(Self { config, acceptor, hub, bridge, lifecycle, hard: CancellationToken::new() })
+    }
+
+    fn running(&self, listeners: &Listeners) -> Running {
+        Running {
+            plain_addrs: Listeners::addrs(&listeners.plain),
+            tls_addrs: Listeners::addrs(&listeners.tls),
+            graceful: self.lifecycle.graceful.clone(),
+            hard: self.hard.clone(),
+            tasks: self.lifecycle.tasks.clone(),
+            threads: Vec::new(),
+        }
+    }
+
+    /// Starts accept loops for every listener on the current runtime, with a router (and
+    /// upstream pool) of this runtime's own.
+    fn serve(&self, listeners: &Listeners) -> Result<(), StartError> {
+        let websockets = Websockets::new(&self.config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone());
+        let router = Router::new(&self.config, websockets);
+        let shared = Arc::new(Shared { router, http: http_builder(&self.config), config: self.config.clone() });
+        let plain = listeners.plain.iter().map(|l| (l, None));
+        let tls = listeners.tls.iter().map(|l| (l, self.acceptor.clone()));
+        for (listener, acceptor) in plain.chain(tls) {
+            let register = listener.try_clone().and_then(TcpListener::from_std);
+            let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+            let listener = register.map_err(|source| StartError::Bind { addr, source })?;
+            self.spawn_accept(listener, acceptor, shared.clone());
+        }
+        Ok(())
+    }
+
+    fn announce(&self, running: &Running) {
+        let (plain, tls, upstream) = (&running.plain_addrs, &running.tls_addrs, &self.config.upstream.url);
+        let workers = running.threads.len().max(1);
+        tracing::info!(?plain, ?tls, %upstream, workers, "listening");
+    }
+
+    fn spawn_accept(&self, listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+        let (graceful, hard, tasks) =
+            (self.lifecycle.graceful.clone(), self.hard.clone(), self.lifecycle.tasks.clone());
+        self.lifecycle.tasks.spawn(async move {
+            loop {
+                let (stream, peer) = tokio::select! {
+                    accepted = listener.accept() => match accepted {
+                        Ok(pair) => pair,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                            continue;
+                        }
+                    },
+                    () = graceful.cancelled() => break,
+                };
+                let conn = Connection { shared: shared.clone(), graceful: graceful.clone(), hard: hard.clone() };
+                tasks.spawn(conn.run(stream, peer, tls.clone()));
+            }
+        });
+    }
 }
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
@@ -137,30 +252,12 @@ impl Running {
             Err(_) => Shutdown::Cut,
         };
         self.hard.cancel();
+        let threads = self.threads;
+        // Worker threads end as soon as `hard` is cancelled; their runtimes drop what is left.
+        let _ = tokio::task::spawn_blocking(move || threads.into_iter().for_each(|t| drop(t.join()))).await;
         self.tasks.wait().await;
         tracing::info!(?outcome, "stopped");
         outcome
-    }
-
-    fn spawn_accept(&self, listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
-        let (graceful, hard, tasks) = (self.graceful.clone(), self.hard.clone(), self.tasks.clone());
-        self.tasks.spawn(async move {
-            loop {
-                let (stream, peer) = tokio::select! {
-                    accepted = listener.accept() => match accepted {
-                        Ok(pair) => pair,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
-                            continue;
-                        }
-                    },
-                    () = graceful.cancelled() => break,
-                };
-                let conn = Connection { shared: shared.clone(), graceful: graceful.clone(), hard: hard.clone() };
-                tasks.spawn(conn.run(stream, peer, tls.clone()));
-            }
-        });
     }
 }
 
