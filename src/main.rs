@@ -67,7 +67,7 @@ fn report(result: anyhow::Result<()>) -> ExitCode {
     }
 }
 
-fn load(path: &PathBuf) -> anyhow::Result<Config> {
+fn load(path: &std::path::Path) -> anyhow::Result<Config> {
     Ok(config::load(path, &ProcessEnv)?)
 }
 

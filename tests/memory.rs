@@ -29,9 +29,9 @@ fn big_body(total: u64) -> switchyard::body::Body {
 }
 
 /// Drains a body, counting its bytes without keeping them.
-async fn drain<B: hyper::body::Body<Data = Bytes>>(mut body: B) -> u64
+async fn drain<B>(mut body: B) -> u64
 where
-    B: Unpin,
+    B: hyper::body::Body<Data = Bytes> + Unpin,
     B::Error: std::fmt::Debug,
 {
     let mut n = 0;

@@ -230,9 +230,10 @@ impl Drop for Registration {
     }
 }
 
-fn decrement<K: std::hash::Hash + Eq + ?Sized, Q: std::hash::Hash + Eq>(map: &mut HashMap<Q, usize>, key: &K)
+fn decrement<K, Q>(map: &mut HashMap<Q, usize>, key: &K)
 where
-    Q: std::borrow::Borrow<K>,
+    K: std::hash::Hash + Eq + ?Sized,
+    Q: std::hash::Hash + Eq + std::borrow::Borrow<K>,
 {
     if let Some(n) = map.get_mut(key) {
         *n -= 1;

@@ -57,3 +57,16 @@ fn hook_sequence_numbers_count_per_key() {
     assert_eq!(hub.next_seq("u1"), 2);
     assert_eq!(hub.next_seq("u2"), 1);
 }
+
+#[tokio::test]
+async fn closing_a_user_evicts_only_that_users_sockets() {
+    let hub = Hub::new(10, 10);
+    let (mine, my_inbox) = outbox(8, 1 << 20);
+    let (theirs, their_inbox) = outbox(8, 1 << 20);
+    let _a = hub.register(hub.reserve(Some("7"), ip(1)).unwrap(), "a".into(), "/r".into(), mine);
+    let _b = hub.register(hub.reserve(Some("8"), ip(1)).unwrap(), "b".into(), "/r".into(), theirs);
+    assert_eq!(hub.close_user("7", 4401, "logged out"), 1);
+    assert_eq!(my_inbox.eviction().wait().await, (4401, "logged out"));
+    let untouched = tokio::time::timeout(std::time::Duration::from_millis(50), their_inbox.eviction().wait()).await;
+    assert!(untouched.is_err(), "another user's socket was closed");
+}

@@ -65,11 +65,6 @@ impl Websockets {
         Self { inner: Arc::new(shared) }
     }
 
-    /// The hub, for the admin API and tests.
-    pub fn hub(&self) -> &Hub {
-        &self.inner.hub
-    }
-
     /// Runs every pre-upgrade check and answers 101 (the socket then runs in its own task)
     /// or the refusal.
     pub async fn upgrade(
@@ -197,7 +192,7 @@ fn owned(value: &HeaderValue) -> HeaderValue {
 fn client_ip<B>(req: &Request<B>, downstream: &Downstream) -> IpAddr {
     let claimed = downstream
         .trusted
-        .then(|| req.headers().get_all("x-forwarded-for").iter().last())
+        .then(|| req.headers().get_all("x-forwarded-for").iter().next_back())
         .flatten()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
