@@ -41,50 +41,59 @@ enum Ending {
 }
 
 /// Runs the socket to its end; `slot` holds its place under the caps.
-pub(super) async fn run(mut ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc<Shared>) {
-    if let Err(refusal) = routes::check(caller.route.auth, caller.user.as_deref()) {
-        let (code, reason) = match refusal {
-            Refusal::NotLoggedIn => (4401, "login required"),
-            Refusal::NotAllowed => (4403, "not allowed"),
-        };
-        return close(&mut ws, code, reason).await;
-    }
-    // Rarely-run steps are boxed so their futures do not sit in every idle socket's task.
-    if let Err((code, reason)) = Box::pin(on_connect(&caller, &shared)).await {
-        return close(&mut ws, code, &reason).await;
-    }
+pub(super) async fn run(ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc<Shared>) {
     let (outbox, inbox) = hub::outbox(shared.config.outbox_messages, shared.config.outbox_bytes.as_usize());
     let route = route_key(&caller);
-    let registration = shared.hub.register(slot, caller.id.clone(), route.clone(), outbox.clone());
-    let mut socket = Socket {
-        ws,
-        caller: caller.clone(),
-        shared: shared.clone(),
-        outbox,
-        route,
-        tasks: JoinSet::new(),
-        in_flight: Arc::new(AtomicUsize::new(0)),
-    };
-    if socket.caller.route.protocol == Protocol::Json {
-        let welcome = protocol::welcome(&caller.id, caller.user.as_deref());
-        if socket.ws.send(Message::text(welcome)).await.is_err() {
-            return finish(socket, registration).await;
-        }
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    let mut socket = Socket { ws, caller, shared, outbox, route, tasks: JoinSet::new(), in_flight };
+    // Rarely-run steps are boxed so their futures do not sit in every idle socket's task.
+    if let Err((code, reason)) = Box::pin(admit(&socket.caller, &socket.shared)).await {
+        return close(&mut socket.ws, code, &reason).await;
     }
-    let ending = socket.run_loop(inbox).await;
+    let registration = socket.register(slot);
+    let ending = match socket.welcome().await {
+        ControlFlow::Continue(()) => socket.run_loop(inbox).await,
+        ControlFlow::Break(ending) => ending,
+    };
     if let Ending::Close(code, reason) = ending {
         close(&mut socket.ws, code, reason).await;
     }
-    Box::pin(finish(socket, registration)).await;
+    drop(registration);
+    Box::pin(socket.finish()).await;
 }
 
-/// Unregisters, stops the socket's command tasks and reports the disconnect exactly once.
-async fn finish(mut socket: Socket, registration: Registration) {
-    drop(registration);
-    socket.tasks.abort_all();
-    let shared = &socket.shared;
-    if let (Some(url), Some(backend)) = (&socket.caller.route.on_disconnect, shared.commands.backend()) {
-        hooks::disconnect(backend, &url.0, &socket.caller, &shared.hub).await;
+/// The route's `auth` rule, then `on_connect`; Err is the close to send.
+async fn admit(caller: &Caller, shared: &Shared) -> Result<(), (u16, String)> {
+    if let Err(refusal) = routes::check(caller.route.auth, caller.user.as_deref()) {
+        return Err(match refusal {
+            Refusal::NotLoggedIn => (4401, "login required".into()),
+            Refusal::NotAllowed => (4403, "not allowed".into()),
+        });
+    }
+    on_connect(caller, shared).await
+}
+
+impl Socket {
+    fn register(&self, slot: Slot) -> Registration {
+        self.shared.hub.register(slot, self.caller.id.clone(), self.route.clone(), self.outbox.clone())
+    }
+
+    /// The first frame on json routes.
+    async fn welcome(&mut self) -> ControlFlow<Ending> {
+        if self.caller.route.protocol != Protocol::Json {
+            return ControlFlow::Continue(());
+        }
+        let welcome = protocol::welcome(&self.caller.id, self.caller.user.as_deref());
+        self.send_now(Message::text(welcome)).await
+    }
+
+    /// Stops the socket's command tasks and reports the disconnect exactly once.
+    async fn finish(&mut self) {
+        self.tasks.abort_all();
+        let shared = &self.shared;
+        if let (Some(url), Some(backend)) = (&self.caller.route.on_disconnect, shared.commands.backend()) {
+            hooks::disconnect(backend, &url.0, &self.caller, &shared.hub).await;
+        }
     }
 }
 
