@@ -321,3 +321,15 @@ async fn reading_peer_answers_pings_and_stays_open() {
         assert_eq!(command(&mut client, json!({"id": i, "ping": null})).await["ping"]["result"], "pong");
     }
 }
+
+#[tokio::test]
+async fn first_ping_waits_one_interval() {
+    use futures_util::StreamExt;
+    let sy = switchyard_with(&format!("[websocket]\nping_interval = \"400ms\"\n{JSON_ROUTE}")).await;
+    let mut client = connect(sy.plain_addrs[0], "/ws/").await;
+    welcome(&mut client).await;
+    let early = tokio::time::timeout(Duration::from_millis(250), client.next()).await;
+    assert!(early.is_err(), "a frame came before the first interval: {early:?}");
+    let ping = tokio::time::timeout(Duration::from_secs(2), client.next()).await.unwrap().unwrap().unwrap();
+    assert!(matches!(ping, Message::Ping(_)), "{ping:?}");
+}

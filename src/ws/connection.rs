@@ -130,9 +130,9 @@ impl Socket {
     async fn run_loop(&mut self, mut inbox: hub::Inbox) -> Ending {
         let eviction = inbox.eviction();
         let config = &self.shared.config;
-        let mut ping = tokio::time::interval(config.ping_interval.0);
-        let mut revalidate = tokio::time::interval(config.revalidate.0);
-        revalidate.reset();
+        // Both start one period from now: a socket that just opened needs neither yet.
+        let mut ping = periodic(config.ping_interval.0);
+        let mut revalidate = periodic(config.revalidate.0);
         let graceful = self.shared.lifecycle.graceful.clone();
         let mut last_heard = Instant::now();
         loop {
@@ -267,6 +267,13 @@ impl Socket {
             ControlFlow::Break(Ending::Close(4401, "session ended"))
         }
     }
+}
+
+/// A timer ticking every `period`, first one period from now; late ticks are not bunched.
+fn periodic(period: Duration) -> tokio::time::Interval {
+    let mut interval = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+    interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    interval
 }
 
 /// The close a read error calls for (tungstenite does not send 1009 or 1007 itself).
