@@ -13,7 +13,6 @@
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use std::io::Read;
 
 use super::pyjson::{self, Value};
 
@@ -206,13 +205,44 @@ fn decode_payload(payload: &str) -> Result<Vec<u8>, SigningError> {
     if !compressed {
         return Ok(raw);
     }
-    let mut out = Vec::new();
-    let mut z = flate2::read::ZlibDecoder::new(&raw[..]).take(MAX_INFLATED_BYTES as u64 + 1);
-    z.read_to_end(&mut out).map_err(|_| SigningError::Malformed("bad zlib stream"))?;
-    if out.len() > MAX_INFLATED_BYTES {
-        return Err(SigningError::Malformed("inflated payload too large"));
-    }
-    Ok(out)
+    inflate(&raw)
+}
+
+thread_local! {
+    /// One zlib state per thread, reset per use: a fresh one allocates and zeroes ~40 KiB,
+    /// which was most of the cost of an uncached session lookup.
+    static INFLATER: std::cell::RefCell<flate2::Decompress> = std::cell::RefCell::new(flate2::Decompress::new(true));
+}
+
+/// Inflates a zlib stream (trailing bytes ignored, as `zlib.decompress` ignores them), at
+/// most `MAX_INFLATED_BYTES` of output.
+fn inflate(raw: &[u8]) -> Result<Vec<u8>, SigningError> {
+    const BAD: SigningError = SigningError::Malformed("bad zlib stream");
+    INFLATER.with(|cell| {
+        let mut z = cell.borrow_mut();
+        z.reset(true);
+        let mut out = Vec::with_capacity(raw.len().saturating_mul(4).clamp(64, MAX_INFLATED_BYTES + 1));
+        loop {
+            let before = (z.total_in(), z.total_out());
+            let input = raw.get(usize::try_from(before.0).map_err(|_| BAD)?..).ok_or(BAD)?;
+            let status = z.decompress_vec(input, &mut out, flate2::FlushDecompress::None).map_err(|_| BAD)?;
+            if status == flate2::Status::StreamEnd {
+                return Ok(out);
+            }
+            if out.len() > MAX_INFLATED_BYTES {
+                return Err(SigningError::Malformed("inflated payload too large"));
+            }
+            if out.len() < out.capacity() {
+                // Room was left yet the stream did not end: it must have moved, or it is
+                // truncated or corrupt.
+                if (z.total_in(), z.total_out()) == before {
+                    return Err(BAD);
+                }
+                continue;
+            }
+            out.reserve(out.capacity().min(MAX_INFLATED_BYTES + 1 - out.len()).max(64));
+        }
+    })
 }
 
 /// CPython's non-strict `binascii.a2b_base64` after `b64_decode` re-pads and

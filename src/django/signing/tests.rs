@@ -167,4 +167,44 @@ mod hostile {
         let signed = sign_raw(&s, &format!(".{b64}:1r31eq"));
         assert_eq!(s.loads(&signed, None, T0), Err(SigningError::Malformed("inflated payload too large")));
     }
+
+    use crate::django::pyjson::Value;
+
+    /// Signs a zlib-compressed payload of `json` with the stream cut or extended.
+    fn signed_zlib(s: &Signer, json: &[u8], edit: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, json).unwrap();
+        let mut bytes = z.finish().unwrap();
+        edit(&mut bytes);
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+        sign_raw(s, &format!(".{b64}:1r31eq"))
+    }
+
+    #[test]
+    fn a_truncated_zlib_stream_is_malformed() {
+        let s = db_signer();
+        let signed = signed_zlib(&s, br#"{"_auth_user_id": "1", "pad": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}"#, |b| {
+            b.truncate(b.len() - 6)
+        });
+        assert_eq!(s.loads(&signed, None, T0), Err(SigningError::Malformed("bad zlib stream")));
+    }
+
+    #[test]
+    fn trailing_bytes_after_the_zlib_stream_are_ignored_like_python() {
+        let s = db_signer();
+        let signed = signed_zlib(&s, br#"{"a": 1}"#, |b| b.extend_from_slice(b"trailing"));
+        let Value::Dict(entries) = s.loads(&signed, None, T0).unwrap() else { panic!("not an object") };
+        assert_eq!(crate::django::pyjson::get(&entries, "a"), Some(&Value::Int("1".into())));
+    }
+
+    #[test]
+    fn a_large_compressed_session_inflates_whole() {
+        let s = db_signer();
+        let json = format!(r#"{{"blob": "{}"}}"#, "ab".repeat(300_000));
+        let signed = signed_zlib(&s, json.as_bytes(), |_| {});
+        let Value::Dict(entries) = s.loads(&signed, None, T0).unwrap() else { panic!("not an object") };
+        let blob = crate::django::pyjson::get(&entries, "blob").and_then(Value::as_str).map(str::len);
+        assert_eq!(blob, Some(600_000));
+    }
 }
