@@ -1,10 +1,11 @@
 //! Downstream listeners: plain and TLS, HTTP/1.1 and HTTP/2 on each, graceful shutdown.
 //!
-//! [`start`] binds every listener before it returns (so a bad address fails the start, and
-//! tests read the bound ports back), then runs one accept loop per listener. Each connection
-//! is a task that serves requests through the [`Router`] until it ends or shutdown begins.
-//! [`Running::shutdown`] stops accepting, asks every connection to finish its in-flight
-//! requests, and cuts what is left when the grace period runs out.
+//! [`start`] and [`start_workers`] bind every listener before they return (so a bad address
+//! fails the start, and tests read the bound ports back), then run accept loops: on the
+//! current runtime, or on one single-threaded runtime per worker thread. Each connection is
+//! a task that serves requests through its runtime's [`Router`] until it ends or shutdown
+//! begins. [`Running::shutdown`] stops accepting, asks every connection (WebSockets too) to
+//! finish, and cuts what is left when the grace period runs out.
 
 mod access;
 mod tls;
