@@ -46,6 +46,23 @@ fn settings(secret: &str, database: &str, cache_size: u64) -> BridgeSettings {
     }
 }
 
+/// Resolves every header, `UNCACHED_CONCURRENCY` at a time; prints the rate and the queries
+/// each resolution cost, prefixed with `label`.
+async fn concurrent_round(bridge: &SessionBridge, headers: &[Vec<u8>], label: &str) {
+    let q0 = bridge.store_queries();
+    let start = Instant::now();
+    let users = stream::iter(headers)
+        .map(|h| bridge.resolve(h))
+        .buffer_unordered(UNCACHED_CONCURRENCY)
+        .filter(|r| std::future::ready(matches!(r, Ok(Identity::User(_)))))
+        .count()
+        .await;
+    let elapsed = start.elapsed();
+    assert_eq!(users, headers.len(), "every bench session must resolve to a user");
+    println!("{label}_per_sec {:.0}", headers.len() as f64 / elapsed.as_secs_f64());
+    println!("{label}_queries_per_resolution {:.2}", (bridge.store_queries() - q0) as f64 / headers.len() as f64);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&args[1]).unwrap()).unwrap();
@@ -59,36 +76,14 @@ fn main() {
         let bridge = SessionBridge::new(settings(secret, db, 1_000_000)).unwrap();
         // Open the pool first so connecting is not timed.
         let _ = bridge.resolve(b"sessionid=warmupwarmupwarmup").await;
-        let q0 = bridge.store_queries();
-        let start = Instant::now();
-        let users = stream::iter(&headers)
-            .map(|h| bridge.resolve(h))
-            .buffer_unordered(UNCACHED_CONCURRENCY)
-            .filter(|r| std::future::ready(matches!(r, Ok(Identity::User(_)))))
-            .count()
-            .await;
-        let el = start.elapsed();
-        assert_eq!(users, headers.len(), "every bench session must resolve to a user");
-        println!("uncached_per_sec {:.0}", headers.len() as f64 / el.as_secs_f64());
-        println!("uncached_queries_per_resolution {:.2}", (bridge.store_queries() - q0) as f64 / headers.len() as f64);
+        concurrent_round(&bridge, &headers, "uncached").await;
 
         // Reload of known keys (cache entries dropped, as after the TTL or a revalidation):
         // one joined query each.
         for k in &keys {
             bridge.invalidate_session(k).await;
         }
-        let q0 = bridge.store_queries();
-        let start = Instant::now();
-        let users = stream::iter(&headers)
-            .map(|h| bridge.resolve(h))
-            .buffer_unordered(UNCACHED_CONCURRENCY)
-            .filter(|r| std::future::ready(matches!(r, Ok(Identity::User(_)))))
-            .count()
-            .await;
-        let el = start.elapsed();
-        assert_eq!(users, headers.len());
-        println!("reload_per_sec {:.0}", headers.len() as f64 / el.as_secs_f64());
-        println!("reload_queries_per_resolution {:.2}", (bridge.store_queries() - q0) as f64 / headers.len() as f64);
+        concurrent_round(&bridge, &headers, "reload").await;
 
         // Uncached, one at a time (Django's pattern): latency rather than throughput.
         let fresh = SessionBridge::new(settings(secret, db, 1_000_000)).unwrap();
