@@ -8,7 +8,7 @@ use hyper::body::Incoming;
 use crate::body::{self, Body};
 use crate::config::Config;
 use crate::downstream::Downstream;
-use crate::proxy::Proxy;
+use crate::proxy::{Proxy, TempDisk};
 use crate::routes::{Decision, Routes};
 use crate::ws::Websockets;
 
@@ -23,14 +23,15 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds the router and the pooled upstream client from config.
-    pub fn new(config: &Config, websockets: Websockets) -> Self {
+    /// Builds the router and the pooled upstream client from config; `disk` is the temp-file
+    /// budget all workers share.
+    pub fn new(config: &Config, websockets: Websockets, disk: TempDisk) -> Self {
         let https_port = config
             .server
             .redirect_to_https
             .then(|| config.server.tls.as_ref().and_then(|t| t.listen.first()).map(|a| a.port()))
             .flatten();
-        Self { proxy: Proxy::new(&config.upstream), routes: Routes::new(config), websockets, https_port }
+        Self { proxy: Proxy::new(config, disk), routes: Routes::new(config), websockets, https_port }
     }
 
     /// Answers one downstream request.
@@ -39,7 +40,7 @@ impl Router {
             return redirect_to_https(&req, port);
         }
         match self.routes.decide(req.uri().path(), is_websocket_upgrade(&req)) {
-            Decision::Forward => self.proxy.forward(req, &downstream).await,
+            Decision::Forward { buffering } => self.proxy.forward(req, &downstream, buffering).await,
             Decision::Upgrade(route) => self.websockets.upgrade(req, route, downstream).await,
             Decision::NoRoute => body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path"),
             Decision::Denied => body::text(StatusCode::FORBIDDEN, "WebSocket is not allowed on this path"),

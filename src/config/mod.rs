@@ -10,6 +10,7 @@
 //! `config` depends on no other module of the crate; the modules depend on it.
 
 mod bridge;
+mod buffering;
 mod check;
 mod commands;
 mod django;
@@ -32,6 +33,7 @@ pub use self::bridge::{
     DEFAULT_CACHE_TTL, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE,
     DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
 };
+pub use self::buffering::BufferingConfig;
 pub use self::check::{MAX_DURATION, MIN_TIMER};
 pub use self::commands::{is_command_name, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern};
 pub use self::env::{read_secret, Env, ProcessEnv, Secret, SecretError};
@@ -50,6 +52,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The Django server plain HTTP goes to.
     pub upstream: UpstreamConfig,
+    /// How bodies are held between a browser and Django.
+    pub buffering: BufferingConfig,
     /// Logging.
     pub log: LogConfig,
     /// Rules every WebSocket shares.
@@ -74,6 +78,9 @@ struct ConfigFile {
     server: server::ServerSection,
     /// The Django server plain HTTP goes to (`[upstream]`).
     upstream: upstream::UpstreamSection,
+    /// How bodies are held between a browser and Django (`[buffering]`).
+    #[serde(default)]
+    buffering: buffering::BufferingSection,
     /// Logging (`[log]`).
     #[serde(default)]
     log: log::LogSection,
@@ -143,6 +150,7 @@ impl Config {
 impl ConfigFile {
     fn anchor_paths(&mut self, base: &Path) {
         self.server.anchor_paths(base);
+        self.buffering.anchor_paths(base);
         self.backends.anchor_paths(base);
         if let Some(django) = &mut self.django {
             django.anchor_paths(base);
@@ -172,6 +180,7 @@ impl ConfigFile {
         Ok(Config {
             server,
             upstream: self.upstream.validate(check)?,
+            buffering: self.buffering.validate(check)?,
             log: self.log.validate(check)?,
             websocket: self.websocket.validate(check)?,
             routes,

@@ -16,6 +16,8 @@ use super::ConfigError;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// A browser sends its request head at once; 30 s only lets slow-loris clients hold sockets.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// nginx's client_body_timeout: a pause this long in an upload means the browser is gone.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Worker threads are runtimes with their own pools; more than this is a typo.
 pub const MAX_WORKERS: usize = 1024;
@@ -35,6 +37,8 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a downstream may take to send a request head.
     pub header_read_timeout: Duration,
+    /// How long a downstream may pause between two reads of a request body.
+    pub body_read_timeout: Duration,
     /// Worker threads to run (0 in the file is resolved to one per core).
     pub workers: usize,
 }
@@ -75,6 +79,10 @@ pub(super) struct ServerSection {
     /// How long a downstream may take to send a request head. Default: "30s".
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: ConfigDuration,
+    /// How long a downstream may pause between two reads of a request body before the
+    /// request fails with 408 (nginx's client_body_timeout). Default: "60s".
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: ConfigDuration,
     /// Worker threads, each with its own listeners and upstream pool; 0 means one per CPU
     /// core, at most 1024. Default: 0.
     #[serde(default)]
@@ -103,6 +111,10 @@ fn default_shutdown_grace() -> ConfigDuration {
 
 fn default_header_read_timeout() -> ConfigDuration {
     ConfigDuration(DEFAULT_HEADER_READ_TIMEOUT)
+}
+
+fn default_body_read_timeout() -> ConfigDuration {
+    ConfigDuration(DEFAULT_BODY_READ_TIMEOUT)
 }
 
 impl ServerSection {
@@ -143,6 +155,7 @@ impl ServerSection {
             redirect_to_https: self.redirect_to_https,
             shutdown_grace: check.duration("server.shutdown_grace", self.shutdown_grace, Duration::ZERO)?,
             header_read_timeout: check.duration("server.header_read_timeout", self.header_read_timeout, MIN_TIMER)?,
+            body_read_timeout: check.duration("server.body_read_timeout", self.body_read_timeout, MIN_TIMER)?,
             workers,
         })
     }

@@ -105,6 +105,7 @@ trusted_proxies = []
 redirect_to_https = false
 shutdown_grace = "30s"
 header_read_timeout = "30s"
+body_read_timeout = "1m"
 workers = 0
 
 [upstream]
@@ -114,6 +115,14 @@ response_timeout = "1m"
 pool_idle_timeout = "30s"
 pool_max_idle = 64
 max_request_body = "100MiB"
+
+[buffering]
+requests = true
+responses = true
+request_memory = "16KiB"
+response_memory = "64KiB"
+max_response_temp_file = "1GiB"
+max_temp_disk = "1GiB"
 
 [log]
 level = "info"

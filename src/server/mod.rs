@@ -31,7 +31,7 @@ use crate::config::Config;
 use crate::django::SessionBridge;
 use crate::downstream::Downstream;
 use crate::hub::Hub;
-use crate::proxy::UpstreamTime;
+use crate::proxy::{TempDisk, UpstreamTime};
 use crate::router::Router;
 use crate::ws::{Lifecycle, Websockets};
 
@@ -165,6 +165,8 @@ struct Plan {
     hub: Hub,
     bridge: Option<SessionBridge>,
     lifecycle: Lifecycle,
+    /// The temp-file budget for buffered bodies, one for every worker.
+    disk: TempDisk,
     hard: CancellationToken,
 }
 
@@ -174,7 +176,8 @@ impl Plan {
         let bridge = config.django.clone().map(SessionBridge::new).transpose()?;
         let hub = Hub::new(config.websocket.max_per_user, config.websocket.max_per_ip);
         let lifecycle = Lifecycle { graceful: CancellationToken::new(), tasks: TaskTracker::new() };
-        Ok(Self { config, acceptor, hub, bridge, lifecycle, hard: CancellationToken::new() })
+        let disk = TempDisk::new(config.buffering.temp_dir.clone(), config.buffering.max_temp_disk);
+        Ok(Self { config, acceptor, hub, bridge, lifecycle, disk, hard: CancellationToken::new() })
     }
 
     fn running(&self, listeners: &Listeners) -> Running {
@@ -192,7 +195,7 @@ impl Plan {
     /// upstream pool) of this runtime's own.
     fn serve(&self, listeners: &Listeners) -> Result<(), StartError> {
         let websockets = Websockets::new(&self.config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone());
-        let router = Router::new(&self.config, websockets);
+        let router = Router::new(&self.config, websockets, self.disk.clone());
         let shared = Arc::new(Shared { router, http: http_builder(&self.config), config: self.config.clone() });
         let plain = listeners.plain.iter().map(|l| (l, None));
         let tls = listeners.tls.iter().map(|l| (l, self.acceptor.clone()));
