@@ -4,6 +4,7 @@
 //! [`Config`]. Nothing downstream re-checks strings. [`parse`] takes `&str` so tests never
 //! touch the filesystem. Each module gets its own section struct.
 
+mod channels;
 mod django;
 mod env;
 mod log;
@@ -16,6 +17,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use self::channels::{
+    is_channel_name, BrokerConfig, BrokerKind, ChannelConfig, ChannelPattern, HistoryConfig, Permission, SlowReader,
+};
 pub use self::django::DjangoConfig;
 pub use self::env::{read_secret, Env, ProcessEnv, Secret, SecretError};
 pub use self::log::{LogConfig, LogFormat};
@@ -52,6 +56,12 @@ pub struct Config {
     pub backends: BackendsConfig,
     /// Reading Django's sessions and users (`[django]`); without it every socket is anonymous.
     pub django: Option<DjangoConfig>,
+    /// Channel rules (`[[channels]]`), first match wins; a channel no rule matches is refused.
+    #[serde(default)]
+    pub channels: Vec<ChannelConfig>,
+    /// How events reach every node (`[broker]`).
+    #[serde(default)]
+    pub broker: BrokerConfig,
 }
 
 /// A config that cannot be used; `Display` is the message for the operator.
@@ -110,7 +120,9 @@ impl Config {
 
     /// True when something calls Django views (commands or hooks), so calls must be signed.
     fn calls_backends(&self) -> bool {
-        !self.commands.is_empty() || self.routes.iter().any(|r| r.on_connect.is_some() || r.on_disconnect.is_some())
+        !self.commands.is_empty()
+            || self.routes.iter().any(|r| r.on_connect.is_some() || r.on_disconnect.is_some())
+            || self.channels.iter().any(|c| c.authorize.is_some())
     }
 
     fn read_secrets(&mut self, origin: &str, env: &dyn Env) -> Result<(), ConfigError> {
@@ -155,6 +167,15 @@ impl Config {
                 "server.redirect_to_https",
                 "there is no TLS listener to redirect to: add [server.tls] or set it to false",
             ));
+        }
+        for rule in &self.channels {
+            if let Err(message) = rule.check() {
+                return Err(ConfigError::Rejected {
+                    origin: origin.to_string(),
+                    key: "channels",
+                    message: format!("pattern \"{}\": {message}", rule.pattern),
+                });
+            }
         }
         Ok(())
     }

@@ -32,6 +32,10 @@ pub const DEFAULT_REVALIDATE: Duration = Duration::from_secs(60);
 pub const DEFAULT_READ_BUFFER_SIZE: u64 = 4 << 10;
 /// A chat message or a form, with room to spare; raise it per route for uploads.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
+/// A reconnect after a network change or a laptop lid takes seconds; five minutes is generous.
+pub const DEFAULT_RESUME_TTL: Duration = Duration::from_secs(300);
+/// A page subscribes to a handful of channels; hundreds is a script.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 256;
 /// A Django view that takes longer than this is stuck.
 pub const DEFAULT_BACKEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// A backend reply is a result and a few pushes.
@@ -76,6 +80,14 @@ pub struct WebsocketConfig {
     /// Read buffer per socket. Default: "4KiB".
     #[serde(default = "default_read_buffer_size")]
     pub read_buffer_size: ByteSize,
+    /// How long after a socket closes its `resume` token restores its subscriptions.
+    /// Default: "5m".
+    #[serde(default = "default_resume_ttl")]
+    pub resume_ttl: ConfigDuration,
+    /// Most channels one socket may be subscribed to; more get `too_many_requests`.
+    /// Default: 256.
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: usize,
 }
 
 /// One `[[routes]]` entry: the rules for WebSocket upgrades on a path.
@@ -261,6 +273,12 @@ fn default_revalidate() -> ConfigDuration {
 }
 fn default_read_buffer_size() -> ByteSize {
     ByteSize(DEFAULT_READ_BUFFER_SIZE)
+}
+fn default_resume_ttl() -> ConfigDuration {
+    ConfigDuration(DEFAULT_RESUME_TTL)
+}
+fn default_max_subscriptions() -> usize {
+    DEFAULT_MAX_SUBSCRIPTIONS
 }
 fn default_max_message_size() -> ByteSize {
     ByteSize(DEFAULT_MAX_MESSAGE_SIZE)

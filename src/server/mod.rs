@@ -172,7 +172,7 @@ impl Plan {
     fn new(config: Arc<Config>) -> Result<Self, StartError> {
         let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
         let bridge = config.django.as_ref().and_then(|d| d.bridge_settings()).map(SessionBridge::new).transpose()?;
-        let hub = Hub::new(config.websocket.max_per_user, config.websocket.max_per_ip);
+        let hub = Hub::from_config(&config, bridge.clone());
         let lifecycle = Lifecycle { graceful: CancellationToken::new(), tasks: TaskTracker::new() };
         Ok(Self { config, acceptor, hub, bridge, lifecycle, hard: CancellationToken::new() })
     }
