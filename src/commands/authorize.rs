@@ -1,6 +1,7 @@
 //! `subscribe = "backend"` / `publish = "backend"`: ask the rule's `authorize` view, in the
 //! hook format (command `$authorize`, args `{"channel", "action"}`), signed like every
-//! backend call. It answers `{"allow": true|false}`; answers are cached per user (per
+//! backend call. It answers `{"result": {"allow": true|false}}` (or `{"allow": ...}`;
+//! anything else is no); answers are cached per user (per
 //! connection when anonymous), channel and action for the rule's `authorize_ttl`, in a
 //! bounded cache, so a page of many tabs asks Django once.
 
@@ -62,7 +63,8 @@ impl Authorizer {
                 tracing::debug!(channel, error = %e, "authorize call failed");
                 e.to_command_error()
             })?;
-            let allow = reply.get("allow").and_then(Value::as_bool).unwrap_or(false);
+            let answer = reply.get("result").filter(|r| r.is_object()).unwrap_or(&reply);
+            let allow = answer.get("allow").and_then(Value::as_bool).unwrap_or(false);
             Ok::<_, CommandError>(Answer { allow, ttl: rule.authorize_ttl })
         };
         match self.answers.try_get_with(key, ask).await {

@@ -30,7 +30,7 @@ pub struct ChannelConfig {
     #[serde(default = "default_subscribe")]
     pub subscribe: Permission,
     /// Django URL asked when a permission is "backend", in the hook format (command
-    /// `$authorize`, args `{"channel", "action"}`); it answers `{"allow": true|false}`.
+    /// `$authorize`, args `{"channel", "action"}`); it answers `{"result": {"allow": true}}`.
     /// Required when a permission is "backend". Default: none.
     pub authorize: Option<BackendUrl>,
     /// How long an `authorize` answer is reused for the same user and channel. Default: "60s".
