@@ -7,21 +7,51 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::check::{Check, MIN_TIMER};
 use super::units::{ByteSize, ConfigDuration};
-use super::BackendUrl;
+use super::{BackendUrl, ConfigError};
 
 /// History kept when a rule says only `size`: long enough for a reconnect after a network blip.
 pub const DEFAULT_HISTORY_TTL: Duration = Duration::from_secs(600);
 /// How long an authorize answer is reused for one user and channel.
 pub const DEFAULT_AUTHORIZE_TTL: Duration = Duration::from_secs(60);
+/// Most events one channel keeps: history lives in memory, per channel.
+pub const MAX_HISTORY_SIZE: usize = 100_000;
 /// Longest channel name: names travel in every push frame.
 pub const MAX_CHANNEL_NAME: usize = 255;
 
-/// One `[[channels]]` entry. The first rule whose pattern matches a channel decides for it;
-/// a channel no rule matches cannot be subscribed or published to.
+/// One validated `[[channels]]` rule, as the hub compiles it.
+#[derive(Clone, Debug)]
+pub struct ChannelConfig {
+    /// The pattern.
+    pub pattern: ChannelPattern,
+    /// Who may subscribe.
+    pub subscribe: Permission,
+    /// The Django view asked for "backend" permissions.
+    pub authorize: Option<BackendUrl>,
+    /// How long its answers are reused.
+    pub authorize_ttl: Duration,
+    /// Who may publish from a socket.
+    pub publish: Permission,
+    /// Events kept (0: none).
+    pub history_size: usize,
+    /// How long they are kept.
+    pub history_ttl: Duration,
+    /// Whether join/leave frames are sent.
+    pub presence: bool,
+    /// What a full queue does.
+    pub slow_reader: SlowReader,
+    /// This channel's own bound on frames in one socket's queue.
+    pub outbox_messages: Option<usize>,
+    /// This channel's own bound on bytes in one socket's queue.
+    pub outbox_bytes: Option<usize>,
+}
+
+/// One `[[channels]]` entry as written. The first rule whose pattern matches a channel
+/// decides for it; a channel no rule matches cannot be subscribed or published to.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct ChannelConfig {
+pub(super) struct ChannelSection {
     /// "news" matches exactly; "model:*" is a prefix; "user:{user_id}" matches "user:42"
     /// for user 42 only. Required.
     pub pattern: ChannelPattern,
@@ -43,7 +73,7 @@ pub struct ChannelConfig {
     /// Events kept for recovery: `{ size = 100, ttl = "10m" }`. Default: none kept
     /// (a resubscribe recovers only when nothing was missed).
     #[serde(default)]
-    pub history: HistoryConfig,
+    pub history: HistorySection,
     /// Send `join`/`leave` frames to subscribers and answer `presence`. Default: false.
     #[serde(default)]
     pub presence: bool,
@@ -64,8 +94,8 @@ pub struct ChannelConfig {
 /// `history = { size, ttl }`.
 #[derive(Clone, Copy, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct HistoryConfig {
-    /// Most events kept. Default: 0 (none).
+pub(super) struct HistorySection {
+    /// Most events kept, up to 100000. Default: 0 (none).
     #[serde(default)]
     pub size: usize,
     /// Events older than this are forgotten. Default: "10m".
@@ -73,12 +103,19 @@ pub struct HistoryConfig {
     pub ttl: ConfigDuration,
 }
 
-/// The `[broker]` section: how events reach every node.
+/// The `[broker]` section as written: how events reach every node.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct BrokerConfig {
+pub(super) struct BrokerSection {
     /// "local": in this process only (one node). Default: "local".
     #[serde(default)]
+    pub kind: BrokerKind,
+}
+
+/// The validated `[broker]` section, what `broker::build` receives.
+#[derive(Clone, Debug, Default)]
+pub struct BrokerConfig {
+    /// Which broker carries events.
     pub kind: BrokerKind,
 }
 
@@ -155,22 +192,58 @@ fn default_history_ttl() -> ConfigDuration {
     ConfigDuration(DEFAULT_HISTORY_TTL)
 }
 
-impl Default for HistoryConfig {
+impl Default for HistorySection {
     fn default() -> Self {
         Self { size: 0, ttl: default_history_ttl() }
     }
 }
 
-impl ChannelConfig {
-    /// Checks what serde cannot: `backend` needs `authorize`, `authorize` needs a `backend`.
-    pub fn check(&self) -> Result<(), &'static str> {
+impl ChannelSection {
+    /// `key` names the entry in messages (`channels[2]`).
+    pub(super) fn validate(&self, check: &Check, key: &str) -> Result<ChannelConfig, ConfigError> {
         let asks = self.subscribe == Permission::Backend || self.publish == Permission::Backend;
         match (asks, &self.authorize) {
-            (true, None) => Err("a permission is \"backend\": add authorize = \"http://127.0.0.1:8000/ws/authorize/\""),
-            (false, Some(_)) => Err("authorize is set but no permission is \"backend\": set subscribe = \"backend\""),
-            _ if self.outbox_messages == Some(0) => Err("outbox_messages must be at least 1"),
-            _ => Ok(()),
+            (true, None) => {
+                return Err(check.reject(
+                    &format!("{key}.authorize"),
+                    "a permission is \"backend\": add authorize = \"http://127.0.0.1:8000/ws/authorize/\"",
+                ))
+            }
+            (false, Some(_)) => {
+                return Err(check.reject(
+                    &format!("{key}.authorize"),
+                    "authorize is set but no permission is \"backend\": set subscribe = \"backend\"",
+                ))
+            }
+            _ => {}
         }
+        let count = |name: &str, value: Option<usize>| {
+            value.map(|v| check.count(&format!("{key}.{name}"), v, 1..=usize::MAX)).transpose()
+        };
+        let bytes = self
+            .outbox_bytes
+            .map(|b| check.size(&format!("{key}.outbox_bytes"), b, 1..=u64::MAX))
+            .transpose()?
+            .map(|b| usize::try_from(b).unwrap_or(usize::MAX));
+        Ok(ChannelConfig {
+            pattern: self.pattern.clone(),
+            subscribe: self.subscribe,
+            authorize: self.authorize.clone(),
+            authorize_ttl: check.duration(&format!("{key}.authorize_ttl"), self.authorize_ttl, MIN_TIMER)?,
+            publish: self.publish,
+            history_size: check.count(&format!("{key}.history.size"), self.history.size, 0..=MAX_HISTORY_SIZE)?,
+            history_ttl: check.duration(&format!("{key}.history.ttl"), self.history.ttl, MIN_TIMER)?,
+            presence: self.presence,
+            slow_reader: self.slow_reader,
+            outbox_messages: count("outbox_messages", self.outbox_messages)?,
+            outbox_bytes: bytes,
+        })
+    }
+}
+
+impl BrokerSection {
+    pub(super) fn validate(&self) -> BrokerConfig {
+        BrokerConfig { kind: self.kind }
     }
 }
 

@@ -201,7 +201,7 @@ impl HubSettings {
         Self {
             max_per_user: ws.max_per_user,
             max_per_ip: ws.max_per_ip,
-            bounds: Bounds { messages: ws.outbox_messages, bytes: ws.outbox_bytes.as_usize() },
+            bounds: Bounds { messages: ws.outbox_messages, bytes: ws.outbox_bytes },
             max_subscriptions: ws.max_subscriptions,
         }
     }

@@ -100,15 +100,11 @@ impl Rule {
             subscribe: c.subscribe,
             publish: c.publish,
             authorize: c.authorize.as_ref().map(|u| u.0.clone()),
-            authorize_ttl: c.authorize_ttl.0,
-            history_size: c.history.size,
-            history_ttl: c.history.ttl.0,
+            authorize_ttl: c.authorize_ttl,
+            history_size: c.history_size,
+            history_ttl: c.history_ttl,
             presence: c.presence,
-            policy: Policy {
-                slow_reader: c.slow_reader,
-                max_messages: c.outbox_messages,
-                max_bytes: c.outbox_bytes.map(|b| b.as_usize()),
-            },
+            policy: Policy { slow_reader: c.slow_reader, max_messages: c.outbox_messages, max_bytes: c.outbox_bytes },
         }
     }
 
@@ -138,16 +134,17 @@ impl Rule {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{HistoryConfig, SlowReader};
+    use crate::config::SlowReader;
 
     fn rule(pattern: &str, subscribe: Permission) -> ChannelConfig {
         ChannelConfig {
             pattern: ChannelPattern::parse(pattern).unwrap(),
             subscribe,
             authorize: None,
-            authorize_ttl: crate::config::ConfigDuration(Duration::from_secs(1)),
+            authorize_ttl: Duration::from_secs(1),
             publish: Permission::Nobody,
-            history: HistoryConfig::default(),
+            history_size: 0,
+            history_ttl: Duration::from_secs(600),
             presence: false,
             slow_reader: SlowReader::Disconnect,
             outbox_messages: None,

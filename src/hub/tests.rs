@@ -2,7 +2,7 @@ use serde_json::json;
 use tokio_test::{assert_pending, assert_ready, task};
 
 use super::*;
-use crate::config::{ChannelConfig, ChannelPattern, ConfigDuration, HistoryConfig, Permission};
+use crate::config::{ChannelConfig, ChannelPattern, Permission};
 
 fn ip(last: u8) -> IpAddr {
     IpAddr::from([127, 0, 0, last])
@@ -17,9 +17,10 @@ fn rule(pattern: &str, history: usize) -> ChannelConfig {
         pattern: ChannelPattern::parse(pattern).unwrap(),
         subscribe: Permission::Anyone,
         authorize: None,
-        authorize_ttl: ConfigDuration(Duration::from_secs(1)),
+        authorize_ttl: Duration::from_secs(1),
         publish: Permission::Nobody,
-        history: HistoryConfig { size: history, ttl: ConfigDuration(Duration::from_secs(600)) },
+        history_size: history,
+        history_ttl: Duration::from_secs(600),
         presence: true,
         slow_reader: SlowReader::Disconnect,
         outbox_messages: None,

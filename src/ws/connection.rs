@@ -142,8 +142,8 @@ impl Socket {
         let eviction = inbox.eviction();
         let config = &self.shared.config;
         // Both start one period from now: a socket that just opened needs neither yet.
-        let mut ping = periodic(config.ping_interval.0);
-        let mut revalidate = periodic(config.revalidate.0);
+        let mut ping = periodic(config.ping_interval);
+        let mut revalidate = periodic(config.revalidate);
         let graceful = self.shared.lifecycle.graceful.clone();
         let mut last_heard = Instant::now();
         loop {
@@ -157,7 +157,7 @@ impl Socket {
                 out = inbox.recv() => {
                     // A peer that stops reading blocks the write; eviction or the idle
                     // timeout must still end it.
-                    let patience = self.shared.config.idle_timeout.0;
+                    let patience = self.shared.config.idle_timeout;
                     tokio::select! {
                         written = tokio::time::timeout(patience, self.write_batch(out, &mut inbox)) => {
                             written.unwrap_or(ControlFlow::Break(Ending::Peer))
@@ -255,7 +255,7 @@ impl Socket {
     }
 
     async fn keepalive(&mut self, last_heard: Instant) -> ControlFlow<Ending> {
-        if last_heard.elapsed() >= self.shared.config.idle_timeout.0 {
+        if last_heard.elapsed() >= self.shared.config.idle_timeout {
             return ControlFlow::Break(Ending::Close(CloseReason::IdleTimeout));
         }
         self.send_now(Message::Ping(Default::default())).await
