@@ -33,7 +33,9 @@ pub use self::bridge::{
     DEFAULT_CACHE_TTL, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE,
     DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
 };
-pub use self::channels::{is_channel_name, BrokerConfig, BrokerKind, ChannelConfig, ChannelPattern, Permission, SlowReader};
+pub use self::channels::{
+    is_channel_name, BrokerConfig, BrokerKind, ChannelConfig, ChannelPattern, Permission, SlowReader,
+};
 pub use self::check::{MAX_DURATION, MIN_TIMER};
 pub use self::commands::{is_command_name, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern};
 pub use self::env::{read_secret, Env, ProcessEnv, Secret, SecretError};

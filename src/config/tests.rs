@@ -350,3 +350,26 @@ fn bad_route_values_point_at_the_value() {
     let text = err.to_string();
     assert!(text.contains(":16:12:") && text.contains("did you mean `echo`?"), "{text}");
 }
+
+#[test]
+fn channel_rules_read_as_the_issue_writes_them() {
+    let text = format!(
+        "{MINIMAL}\n[broker]\nkind = \"local\"\n[[channels]]\npattern = \"news\"\nsubscribe = \"anyone\"\nhistory = {{ size = 100, ttl = \"10m\" }}\n[[channels]]\npattern = \"user:{{user_id}}\"\nsubscribe = \"authenticated\"\n[[channels]]\npattern = \"model:*\"\nsubscribe = \"anyone\"\n"
+    );
+    let config = parse_str(&text).unwrap();
+    assert_eq!(config.channels.len(), 3);
+    assert_eq!(config.channels[0].history_size, 100);
+    assert_eq!(config.channels[0].history_ttl, std::time::Duration::from_secs(600));
+    assert_eq!(config.channels[1].pattern.to_string(), "user:{user_id}");
+    assert_eq!(config.channels[2].publish, Permission::Nobody);
+}
+
+#[test]
+fn a_backend_permission_without_authorize_is_refused_at_its_line() {
+    let text = format!("{MINIMAL}\n[[channels]]\npattern = \"team:*\"\nsubscribe = \"backend\"\n");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.contains("channels[0].authorize") && err.contains("add authorize ="), "{err}");
+    let text = format!("{MINIMAL}\n[[channels]]\npattern = \"a b\"\n");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.contains("not a channel pattern"), "{err}");
+}
