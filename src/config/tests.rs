@@ -107,6 +107,10 @@ redirect_to_https = false
 shutdown_grace = "30s"
 header_read_timeout = "30s"
 body_read_timeout = "1m"
+tls_handshake_timeout = "10s"
+idle_timeout = "75s"
+http2_ping_interval = "30s"
+http2_ping_timeout = "20s"
 workers = 0
 
 [upstream]
