@@ -29,7 +29,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, Body};
 use crate::config::{BufferingConfig, Config, UpstreamUrl};
-use crate::downstream::Downstream;
+use crate::downstream::{Downstream, Forwarding};
 
 pub use self::connector::{ConnectError, UpstreamConnector};
 pub use self::disk::TempDisk;
@@ -65,6 +65,9 @@ pub enum ProxyError {
     /// A small response's body broke before anything was sent downstream.
     #[error(transparent)]
     ResponseBody(#[from] ResponseBodyError),
+    /// The upstream answered 101 Switching Protocols, which no forwarded request asks for.
+    #[error("upstream switched protocols unasked")]
+    UnaskedUpgrade,
 }
 
 /// Who a failure is blamed on: decides the log level.
@@ -94,7 +97,7 @@ impl ProxyError {
             Self::RequestBody(RequestBodyError::TempDiskFull { .. } | RequestBodyError::TempFile(_)) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "service unavailable: no room to buffer the request body")
             }
-            Self::UpstreamUnreachable(_) | Self::UpstreamFailed(_) | Self::ResponseBody(_) => {
+            Self::UpstreamUnreachable(_) | Self::UpstreamFailed(_) | Self::ResponseBody(_) | Self::UnaskedUpgrade => {
                 (StatusCode::BAD_GATEWAY, "bad gateway: the application server did not answer")
             }
             Self::UpstreamTimeout { .. } => {
@@ -176,9 +179,10 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         downstream: &Downstream,
+        forwarding: &Forwarding,
         buffering: Option<bool>,
     ) -> Response<Body> {
-        match self.try_forward(req, downstream, buffering).await {
+        match self.try_forward(req, downstream, forwarding, buffering).await {
             Ok(response) => response,
             Err(e) => e.respond(),
         }
@@ -188,13 +192,19 @@ impl Proxy {
         &self,
         req: Request<Incoming>,
         downstream: &Downstream,
+        forwarding: &Forwarding,
         buffering: Option<bool>,
     ) -> Result<Response<Body>, ProxyError> {
         if declared_length(&req).is_some_and(|len| len > self.body_limits.max) {
             return Err(RequestBodyError::TooLarge { limit: self.body_limits.max }.into());
         }
-        let upstream_req = self.upstream_request(req, downstream, buffering.unwrap_or(self.buffering.requests)).await?;
+        let buffer_request = buffering.unwrap_or(self.buffering.requests);
+        let upstream_req = self.upstream_request(req, downstream.trusted, forwarding, buffer_request).await?;
         let (response, waited) = self.send(upstream_req).await?;
+        if response.status() == StatusCode::SWITCHING_PROTOCOLS {
+            // We never forward an upgrade (WebSockets end here), so nobody asked for this.
+            return Err(ProxyError::UnaskedUpgrade);
+        }
         let mut response = response.map(|b| b.map_err(Into::into).boxed());
         let stream = match response.headers_mut().remove(X_ACCEL_BUFFERING) {
             Some(v) if v.as_bytes().eq_ignore_ascii_case(b"no") => true,
@@ -255,12 +265,12 @@ impl Proxy {
     async fn upstream_request(
         &self,
         req: Request<Incoming>,
-        downstream: &Downstream,
+        trusted: bool,
+        forwarding: &Forwarding,
         buffer: bool,
     ) -> Result<Request<Body>, ProxyError> {
         let (mut parts, incoming) = req.into_parts();
-        let authority = parts.uri.authority().map(|a| a.as_str().to_owned());
-        headers::prepare_request(&mut parts.headers, downstream, authority.as_deref());
+        headers::prepare_request(&mut parts.headers, trusted, forwarding);
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = Uri::builder()
             .scheme(Scheme::HTTP)
