@@ -54,6 +54,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in a fixed order (metrics index by it).
+    pub const ALL: [ErrorCode; 8] = [
+        Self::BadFrame,
+        Self::UnknownCommand,
+        Self::BadArgs,
+        Self::Forbidden,
+        Self::TooManyRequests,
+        Self::BackendUnavailable,
+        Self::BackendTimeout,
+        Self::BackendError,
+    ];
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {

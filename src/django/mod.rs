@@ -69,6 +69,12 @@ pub struct SessionBridge {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for SessionBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionBridge").field("engine", &self.inner.engine).finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     engine: Engine,
     cookie_name: String,
@@ -83,6 +89,8 @@ struct Inner {
     pk_hints: moka::future::Cache<String, auth::Pk>,
     on_store_error: StoreErrorPolicy,
     error_log: BurstLog,
+    hits: AtomicU64,
+    misses: AtomicU64,
 }
 
 impl SessionBridge {
@@ -119,6 +127,8 @@ impl SessionBridge {
                 pk_hints: moka::future::Cache::builder().max_capacity(s.cache.size).time_to_idle(PK_HINT_TTI).build(),
                 on_store_error: s.on_store_error,
                 error_log: BurstLog::default(),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
             }),
         })
     }
@@ -167,8 +177,10 @@ impl SessionBridge {
             return Ok(Identity::Anonymous(Anonymous::MalformedKey));
         }
         if let Some(hit) = inner.cache.get(value).await {
+            inner.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit.identity);
         }
+        inner.misses.fetch_add(1, Ordering::Relaxed);
         match inner.cache.get_or_load(value, inner.load(value)).await {
             Ok(entry) => Ok(entry.identity),
             Err(e) => {
@@ -203,6 +215,11 @@ impl SessionBridge {
     /// deactivation, deletion.
     pub fn invalidate_user(&self, id: &str) {
         self.inner.cache.invalidate_user(id);
+    }
+
+    /// Lookups answered from the cache and lookups that missed it, so far (metrics).
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (self.inner.hits.load(Ordering::Relaxed), self.inner.misses.load(Ordering::Relaxed))
     }
 
     /// Queries sent to the database so far (metrics, tests).

@@ -118,6 +118,42 @@ pub struct Stats {
     pub dropped: [AtomicU64; 2],
     /// Sockets evicted as slow readers per policy: [disconnect, drop_oldest, latest].
     pub slow_closes: [AtomicU64; 3],
+    /// Messages read from sockets.
+    pub messages_in: AtomicU64,
+    /// Messages written to sockets.
+    pub messages_out: AtomicU64,
+    /// Commands run, by [`CommandKind`] and outcome: 0 is ok, then `ErrorCode::ALL` + 1.
+    pub commands: [[AtomicU64; 9]; 2],
+}
+
+/// Where a command ran, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandKind {
+    /// A built-in.
+    Builtin = 0,
+    /// An `http` backend.
+    Http = 1,
+}
+
+impl CommandKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Http => "http",
+        }
+    }
+}
+
+impl Stats {
+    /// Counts one command's outcome.
+    pub fn command(&self, kind: CommandKind, outcome: Result<(), crate::protocol::ErrorCode>) {
+        let i = match outcome {
+            Ok(()) => 0,
+            Err(code) => crate::protocol::ErrorCode::ALL.iter().position(|c| *c == code).map_or(0, |i| i + 1),
+        };
+        self.commands[kind as usize][i].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Stats {
@@ -415,6 +451,16 @@ impl Hub {
     /// True when no socket is open.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// Sockets open per route group.
+    pub fn sockets_by_route(&self) -> Vec<(Arc<str>, usize)> {
+        self.registry().by_route.iter().map(|(route, ids)| (route.clone(), ids.len())).collect()
+    }
+
+    /// Channels (rooms) this node holds.
+    pub fn channels_held(&self) -> usize {
+        self.rooms().len()
     }
 
     /// Sockets evicted as slow readers, every policy together.

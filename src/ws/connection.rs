@@ -123,7 +123,10 @@ async fn on_connect(caller: &Caller, shared: &Shared) -> Result<(), CloseReason>
 
 /// The key sockets of one route are grouped under (for broadcast routes).
 fn route_key(caller: &Caller) -> Arc<str> {
-    Arc::from(format!("{:?}", caller.route.path))
+    Arc::from(match &caller.route.path {
+        crate::config::RoutePath::Exact(path) => path.clone(),
+        crate::config::RoutePath::Prefix(prefix) => format!("{prefix}*"),
+    })
 }
 
 struct Socket {
@@ -184,6 +187,9 @@ impl Socket {
 
     async fn on_message(&mut self, msg: Message) -> ControlFlow<Ending> {
         let protocol = self.caller.route.protocol;
+        if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+            self.shared.hub.stats().messages_in.fetch_add(1, Ordering::Relaxed);
+        }
         match (protocol, msg) {
             (_, Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => ControlFlow::Continue(()),
             (_, Message::Close(_)) => ControlFlow::Continue(()),
@@ -243,6 +249,7 @@ impl Socket {
     async fn write_batch(&mut self, first: Message, inbox: &mut hub::Inbox) -> ControlFlow<Ending> {
         let mut next = Some(first);
         while let Some(msg) = next {
+            self.shared.hub.stats().messages_out.fetch_add(1, Ordering::Relaxed);
             if self.ws.feed(msg).await.is_err() {
                 return ControlFlow::Break(Ending::Peer);
             }
