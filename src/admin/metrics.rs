@@ -72,11 +72,13 @@ impl Collector for Exporter {
         let stats = self.hub.stats();
         let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
 
-        let mut sockets = encoder.encode_descriptor("sockets", "Sockets open, per route", None, MetricType::Gauge)?;
-        for (route, open) in self.hub.sockets_by_route() {
-            ConstGauge::new(open as i64).encode(sockets.encode_family(&[("route", &*route)])?)?;
+        {
+            let mut sockets =
+                encoder.encode_descriptor("sockets", "Sockets open, per route", None, MetricType::Gauge)?;
+            for (route, open) in self.hub.sockets_by_route() {
+                ConstGauge::new(open as i64).encode(sockets.encode_family(&[("route", &*route)])?)?;
+            }
         }
-        drop(sockets);
         gauge(&mut encoder, "channels", "Channels this node holds", self.hub.channels_held() as i64)?;
         counter(&mut encoder, "messages_in", "Messages read from sockets", load(&stats.messages_in))?;
         counter(&mut encoder, "messages_out", "Messages written to sockets", load(&stats.messages_out))?;
@@ -89,33 +91,44 @@ impl Collector for Exporter {
             load(&stats.direct_deliveries),
         )?;
 
-        let mut dropped =
-            encoder.encode_descriptor("dropped_events", "Events dropped by a slow-reader policy", None, MetricType::Counter)?;
-        for (policy, value) in [("drop_oldest", &stats.dropped[0]), ("latest", &stats.dropped[1])] {
-            ConstCounter::new(load(value)).encode(dropped.encode_family(&[("policy", policy)])?)?;
-        }
-        drop(dropped);
-        let mut closes = encoder.encode_descriptor(
-            "slow_reader_closes",
-            "Sockets closed (4008) because they could not keep up",
-            None,
-            MetricType::Counter,
-        )?;
-        for (policy, value) in ["disconnect", "drop_oldest", "latest"].iter().zip(&stats.slow_closes) {
-            ConstCounter::new(load(value)).encode(closes.encode_family(&[("policy", *policy)])?)?;
-        }
-        drop(closes);
-
-        let mut commands =
-            encoder.encode_descriptor("commands", "Commands run, by backend and outcome", None, MetricType::Counter)?;
-        for kind in [CommandKind::Builtin, CommandKind::Http] {
-            for (i, outcome) in std::iter::once("ok").chain(ErrorCode::ALL.iter().map(|c| c.as_str())).enumerate() {
-                let value = load(&stats.commands[kind as usize][i]);
-                let labels = [("backend", kind.as_str()), ("outcome", outcome)];
-                ConstCounter::new(value).encode(commands.encode_family(&labels)?)?;
+        {
+            let mut dropped = encoder.encode_descriptor(
+                "dropped_events",
+                "Events dropped by a slow-reader policy",
+                None,
+                MetricType::Counter,
+            )?;
+            for (policy, value) in [("drop_oldest", &stats.dropped[0]), ("latest", &stats.dropped[1])] {
+                ConstCounter::new(load(value)).encode(dropped.encode_family(&[("policy", policy)])?)?;
             }
         }
-        drop(commands);
+        {
+            let mut closes = encoder.encode_descriptor(
+                "slow_reader_closes",
+                "Sockets closed (4008) because they could not keep up",
+                None,
+                MetricType::Counter,
+            )?;
+            for (policy, value) in ["disconnect", "drop_oldest", "latest"].iter().zip(&stats.slow_closes) {
+                ConstCounter::new(load(value)).encode(closes.encode_family(&[("policy", *policy)])?)?;
+            }
+        }
+
+        {
+            let mut commands = encoder.encode_descriptor(
+                "commands",
+                "Commands run, by backend and outcome",
+                None,
+                MetricType::Counter,
+            )?;
+            for kind in [CommandKind::Builtin, CommandKind::Http] {
+                for (i, outcome) in std::iter::once("ok").chain(ErrorCode::ALL.iter().map(|c| c.as_str())).enumerate() {
+                    let value = load(&stats.commands[kind as usize][i]);
+                    let labels = [("backend", kind.as_str()), ("outcome", outcome)];
+                    ConstCounter::new(value).encode(commands.encode_family(&labels)?)?;
+                }
+            }
+        }
 
         if let Some(bridge) = &self.bridge {
             let (hits, misses) = bridge.cache_stats();
@@ -123,8 +136,10 @@ impl Collector for Exporter {
             counter(&mut encoder, "session_cache_misses", "Session lookups that went to the store", misses)?;
         }
         let health = self.hub.broker().health();
-        let mut broker = encoder.encode_descriptor("broker_up", "1 when the broker carries events", None, MetricType::Gauge)?;
-        ConstGauge::new(i64::from(health.ok)).encode(broker.encode_family(&[("kind", health.kind), ("state", health.state.as_str())])?)?;
+        let mut broker =
+            encoder.encode_descriptor("broker_up", "1 when the broker carries events", None, MetricType::Gauge)?;
+        ConstGauge::new(i64::from(health.ok))
+            .encode(broker.encode_family(&[("kind", health.kind), ("state", health.state.as_str())])?)?;
         Ok(())
     }
 }

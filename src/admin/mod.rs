@@ -240,10 +240,13 @@ impl Admin {
         let hub = &self.inner.hub;
         let batch = (items.iter().enumerate())
             .map(|(i, item)| {
-                let publication = broker::parse_publication(item).map_err(|e| AdminError::BadRequest(format!("item {i}: {e}")))?;
+                let publication =
+                    broker::parse_publication(item).map_err(|e| AdminError::BadRequest(format!("item {i}: {e}")))?;
                 if let Target::Channel(channel) = &publication.target {
                     if hub.rules().for_channel(channel).is_none() {
-                        return Err(AdminError::BadRequest(format!("item {i}: no [[channels]] rule covers `{channel}`")));
+                        return Err(AdminError::BadRequest(format!(
+                            "item {i}: no [[channels]] rule covers `{channel}`"
+                        )));
                     }
                 }
                 Ok(Message::Publish(publication))
@@ -295,9 +298,7 @@ impl Admin {
 
     async fn channels(&self, one: Option<String>) -> Result<Response<Body>, AdminError> {
         let hub = &self.inner.hub;
-        let entry = |name: &str, subscribers: usize, p: &crate::broker::Position| {
-            json!({"channel": name, "subscribers": subscribers, "offset": p.offset, "epoch": &*p.epoch})
-        };
+        let entry = |name: &str, subscribers: usize, p: &crate::broker::Position| json!({"channel": name, "subscribers": subscribers, "offset": p.offset, "epoch": &*p.epoch});
         let channels: Vec<Value> = match one {
             Some(channel) => {
                 let room = hub.room(&channel).await.map_err(|e| match e {

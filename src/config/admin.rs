@@ -47,7 +47,10 @@ impl AdminSection {
         let key = read_secret(env, self.key_env.as_deref(), self.key_file.as_deref())
             .map_err(|e| check.reject("admin.key_env", e.to_string()))?
             .ok_or_else(|| {
-                check.reject("admin.key_env", "the admin API needs a key: add key_env = \"SWITCHYARD_ADMIN_KEY\" (or key_file)")
+                check.reject(
+                    "admin.key_env",
+                    "the admin API needs a key: add key_env = \"SWITCHYARD_ADMIN_KEY\" (or key_file)",
+                )
             })?;
         Ok(AdminConfig { listen: self.listen, key })
     }
