@@ -181,12 +181,21 @@ pub fn bad_frame(bad: &BadFrame) -> String {
     Value::Object(frame).to_string()
 }
 
-/// Encodes the first frame on a json route; `resume` is the token and its TTL in seconds.
-pub fn welcome(connection: &str, user: Option<&crate::django::User>, resume: Option<(&str, u64)>) -> String {
+/// Encodes the first frame on a json route; `resume` is the token and its TTL in seconds;
+/// `resumed` answers a `?resume=` reconnect.
+pub fn welcome(
+    connection: &str,
+    user: Option<&crate::django::User>,
+    resume: Option<(&str, u64)>,
+    resumed: Option<Value>,
+) -> String {
     let mut welcome = serde_json::json!({"connection": connection, "user": user});
     if let Some((token, ttl)) = resume {
         welcome["resume"] = token.into();
         welcome["resume_ttl"] = ttl.into();
+    }
+    if let Some(resumed) = resumed {
+        welcome["resumed"] = resumed;
     }
     serde_json::json!({ "welcome": welcome }).to_string()
 }

@@ -107,6 +107,12 @@ impl Commands {
         }
     }
 
+    /// Restores the subscriptions parked under resume `token` for `caller` (see
+    /// `hub::resume`); the answer goes into the welcome as `resumed`.
+    pub async fn resume(&self, token: &str, caller: &Caller, effects: &mut Effects) -> Value {
+        builtin::resume(self, caller, token, effects).await
+    }
+
     /// The signing client, for hooks.
     pub fn backend(&self) -> Option<&Backend> {
         self.backend.as_ref()

@@ -24,8 +24,10 @@ pub mod cookies;
 pub mod pyjson;
 pub mod signing;
 pub mod store;
+pub mod watch;
 pub mod whois;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -91,7 +93,13 @@ struct Inner {
     error_log: BurstLog,
     hits: AtomicU64,
     misses: AtomicU64,
+    pushed_revocation: bool,
+    /// Handshake reads in flight, one per key, shared by concurrent handshakes (entries
+    /// leave when their read ends, so the map holds at most the handshakes in progress).
+    fresh: Mutex<HashMap<String, FreshLoad>>,
 }
+
+type FreshLoad = futures_util::future::Shared<futures_util::future::BoxFuture<'static, Result<Entry, Arc<StoreError>>>>;
 
 impl SessionBridge {
     /// Build the bridge. Connections open lazily, so an unreachable database does not
@@ -129,6 +137,8 @@ impl SessionBridge {
                 error_log: BurstLog::default(),
                 hits: AtomicU64::new(0),
                 misses: AtomicU64::new(0),
+                pushed_revocation: s.pushed_revocation,
+                fresh: Mutex::default(),
             }),
         })
     }
@@ -145,6 +155,61 @@ impl SessionBridge {
             return Ok(Identity::Anonymous(Anonymous::NoCookie));
         };
         self.resolve_value(&value).await
+    }
+
+    /// Who opens this socket: [`SessionBridge::resolve`], except that without
+    /// `pushed_revocation` a cached *user* is not trusted: the session is read again (once
+    /// for all concurrent handshakes with the same key), as Django would read it. Cached
+    /// anonymous answers still count, so floods of bad keys stay off the database.
+    pub async fn resolve_handshake(&self, cookie_header: &[u8]) -> Result<Identity, StoreUnavailable> {
+        let Some(value) = cookies::cookie_value(cookie_header, &self.inner.cookie_name) else {
+            return Ok(Identity::Anonymous(Anonymous::NoCookie));
+        };
+        if self.inner.pushed_revocation {
+            return self.resolve_value(&value).await;
+        }
+        match self.lookup_fresh(&value).await {
+            Err(_) if self.inner.on_store_error == StoreErrorPolicy::Anonymous => {
+                Ok(Identity::Anonymous(Anonymous::StoreUnavailable))
+            }
+            other => other,
+        }
+    }
+
+    async fn lookup_fresh(&self, value: &str) -> Result<Identity, StoreUnavailable> {
+        let inner = &self.inner;
+        if inner.engine != Engine::SignedCookies && !session_key_shape_ok(value) {
+            return Ok(Identity::Anonymous(Anonymous::MalformedKey));
+        }
+        if let Some(hit) = inner.cache.get(value).await.filter(|e| matches!(e.identity, Identity::Anonymous(_))) {
+            inner.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit.identity);
+        }
+        inner.misses.fetch_add(1, Ordering::Relaxed);
+        let load = {
+            let mut fresh = inner.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            fresh
+                .entry(value.to_owned())
+                .or_insert_with(|| {
+                    let (bridge, key) = (self.inner.clone(), value.to_owned());
+                    let read: futures_util::future::BoxFuture<'static, _> =
+                        Box::pin(async move { bridge.load(&key).await.map_err(Arc::new) });
+                    futures_util::FutureExt::shared(read)
+                })
+                .clone()
+        };
+        let outcome = load.await;
+        inner.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(value);
+        match outcome {
+            Ok(entry) => {
+                inner.cache.put(value, entry.clone()).await;
+                Ok(entry.identity)
+            }
+            Err(e) => {
+                let _logged = inner.error_log.store_error(&e);
+                Err(StoreUnavailable(e))
+            }
+        }
     }
 
     /// [`SessionBridge::resolve`] for a cookie value already extracted (a session key, or
@@ -204,6 +269,11 @@ impl SessionBridge {
     /// The session cookie's value in a `Cookie` header: the key revocations name.
     pub fn session_value(&self, cookie_header: &[u8]) -> Option<String> {
         cookies::cookie_value(cookie_header, &self.inner.cookie_name).map(|v| v.into_owned())
+    }
+
+    /// SESSION_ENGINE.
+    pub fn engine(&self) -> Engine {
+        self.inner.engine
     }
 
     /// The session cookie's name (`SESSION_COOKIE_NAME`).

@@ -45,18 +45,21 @@ pub(super) async fn run(ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc<Sha
     let (outbox, inbox) = hub::outbox(shared.hub.bounds());
     let route = route_key(&caller);
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut socket = Socket { ws, caller, shared, outbox, route, tasks: JoinSet::new(), in_flight };
+    let mut socket = Socket { ws, caller, shared, outbox, route, tasks: JoinSet::new(), in_flight, token: None };
     // Rarely-run steps are boxed so their futures do not sit in every idle socket's task.
     if let Err(reason) = Box::pin(admit(&socket.caller, &socket.shared)).await {
         return close(&mut socket.ws, &reason).await;
     }
     let registration = socket.register(slot);
-    let ending = match socket.welcome().await {
+    let ending = match Box::pin(socket.welcome()).await {
         ControlFlow::Continue(()) => socket.run_loop(inbox).await,
         ControlFlow::Break(ending) => ending,
     };
-    if let Ending::Close(reason) = ending {
-        close(&mut socket.ws, &reason).await;
+    if let Ending::Close(reason) = &ending {
+        close(&mut socket.ws, reason).await;
+    }
+    if let (Some(token), true) = (&socket.token, ending.parks()) {
+        socket.shared.hub.park(&socket.caller.id, token);
     }
     drop(registration);
     Box::pin(socket.finish()).await;
@@ -89,13 +92,31 @@ impl Socket {
         self.shared.hub.register(slot, socket)
     }
 
-    /// The first frame on json routes.
+    /// The first frame on json routes: the connection id, the user, a resume token and,
+    /// for `?resume=<token>`, what was restored. Restored channels flow after it.
     async fn welcome(&mut self) -> ControlFlow<Ending> {
         if self.caller.route.protocol != Protocol::Json {
             return ControlFlow::Continue(());
         }
-        let welcome = protocol::welcome(&self.caller.id, self.caller.user.as_deref(), None);
-        self.send_now(Message::text(welcome)).await
+        let token = hub::resume::new_token();
+        let mut effects = Effects::default();
+        let resumed = match resume_param(&self.caller.query) {
+            Some(old) => Some(self.shared.commands.resume(old, &self.caller, &mut effects).await),
+            None => None,
+        };
+        let ttl = self.shared.hub.tokens().ttl().as_secs();
+        let welcome = protocol::welcome(&self.caller.id, self.caller.user.as_deref(), Some((&token, ttl)), resumed);
+        self.token = Some(token.into());
+        let sent = self.send_now(Message::text(welcome)).await;
+        if !effects.release.is_empty() {
+            let (hub, id) = (self.shared.hub.clone(), self.caller.id.clone());
+            self.tasks.spawn(async move {
+                for channel in effects.release {
+                    hub.release(&id, &channel).await;
+                }
+            });
+        }
+        sent
     }
 
     /// Stops the socket's command tasks and reports the disconnect exactly once.
@@ -138,6 +159,22 @@ struct Socket {
     route: Arc<str>,
     tasks: JoinSet<()>,
     in_flight: Arc<AtomicUsize>,
+    /// The resume token the welcome gave (json routes).
+    token: Option<Box<str>>,
+}
+
+impl Ending {
+    /// Whether the socket's subscriptions are parked under its resume token: not when its
+    /// session was revoked or ended (the token must not outlive the login).
+    fn parks(&self) -> bool {
+        !matches!(self, Ending::Close(CloseReason::Revoked | CloseReason::SessionEnded))
+    }
+}
+
+/// The `resume` query parameter, when it has a token's shape.
+fn resume_param(query: &str) -> Option<&str> {
+    let token = query.split('&').find_map(|pair| pair.strip_prefix("resume="))?;
+    hub::resume::token_shape_ok(token).then_some(token)
 }
 
 impl Socket {
