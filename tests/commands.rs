@@ -269,7 +269,7 @@ async fn hooks_carry_seq_and_disconnect_is_reported_exactly_once() {
     let (mut client, id) = s.socket("/ws/").await;
     client.close(None).await.unwrap();
     closed(&mut client).await;
-    eventually(Duration::from_secs(5), || !s.calls("/hooks/disconnect/").is_empty()).await;
+    eventually("the disconnect hook is called", || !s.calls("/hooks/disconnect/").is_empty()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let connects = s.calls("/hooks/connect/");
     let disconnects = s.calls("/hooks/disconnect/");

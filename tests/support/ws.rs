@@ -1,20 +1,17 @@
 //! A real WebSocket client (tokio-tungstenite) for integration tests.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use std::net::SocketAddr;
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::PATIENCE;
+
 /// A connected test client.
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// How long a test waits for a frame before failing.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Opens `ws://ADDR/PATH` with the same-origin `Origin` header (as a browser would).
 pub async fn connect(addr: SocketAddr, path: &str) -> Client {
