@@ -88,7 +88,7 @@ impl Commands {
             table: Arc::new(table),
             backend: Backend::new(&config.backends),
             hub,
-            max_state: config.websocket.max_state_size.as_usize(),
+            max_state: config.websocket.max_state_size,
         }
     }
 
@@ -128,10 +128,8 @@ impl Commands {
             return Err(CommandError::new(ErrorCode::BackendUnavailable, "no backend is configured"));
         };
         let url = config.url.0.replace("{command}", name);
-        let timeout = config.timeout.map_or(backend.default_timeout, |t| t.0);
-        let forward_cookie = config.forward_cookie.unwrap_or(backend.forward_cookie);
         let body = caller.call_body(name, args);
-        let reply = backend.call(&url, &body, &caller.call_headers(forward_cookie), timeout).await;
+        let reply = backend.call(&url, &body, &caller.call_headers(config.forward_cookie), config.timeout).await;
         let mut reply = reply.map_err(|e| {
             tracing::debug!(command = name, error = %e, "backend call failed");
             e.to_command_error()

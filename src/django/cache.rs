@@ -18,24 +18,7 @@ use moka::Expiry;
 
 use super::auth::Identity;
 use super::clock::Clock;
-
-/// Defaults, beside their options in the `[django]` section.
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
-pub const DEFAULT_CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(5);
-pub const DEFAULT_CACHE_SIZE: u64 = 100_000;
-
-#[derive(Debug, Clone, Copy)]
-pub struct CacheSettings {
-    pub ttl: Duration,
-    pub negative_ttl: Duration,
-    pub size: u64,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        CacheSettings { ttl: DEFAULT_CACHE_TTL, negative_ttl: DEFAULT_CACHE_NEGATIVE_TTL, size: DEFAULT_CACHE_SIZE }
-    }
-}
+use crate::config::CacheSettings;
 
 /// One cached answer.
 #[derive(Debug, Clone)]

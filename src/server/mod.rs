@@ -138,8 +138,8 @@ struct Listeners {
 
 impl Listeners {
     fn bind(config: &Config) -> Result<Self, StartError> {
-        let tls_addrs = config.server.tls.as_ref().map(|t| t.listen.0.as_slice()).unwrap_or_default();
-        Ok(Self { plain: bind_all(&config.server.listen.0)?, tls: bind_all(tls_addrs)? })
+        let tls_addrs = config.server.tls.as_ref().map(|t| t.listen.as_slice()).unwrap_or_default();
+        Ok(Self { plain: bind_all(&config.server.listen)?, tls: bind_all(tls_addrs)? })
     }
 
     fn addrs(list: &[std::net::TcpListener]) -> Vec<SocketAddr> {
@@ -171,7 +171,7 @@ struct Plan {
 impl Plan {
     fn new(config: Arc<Config>) -> Result<Self, StartError> {
         let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
-        let bridge = config.django.as_ref().and_then(|d| d.bridge_settings()).map(SessionBridge::new).transpose()?;
+        let bridge = config.django.clone().map(SessionBridge::new).transpose()?;
         let hub = Hub::new(config.websocket.max_per_user, config.websocket.max_per_ip);
         let lifecycle = Lifecycle { graceful: CancellationToken::new(), tasks: TaskTracker::new() };
         Ok(Self { config, acceptor, hub, bridge, lifecycle, hard: CancellationToken::new() })
@@ -237,7 +237,7 @@ impl Plan {
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.server.header_read_timeout.0).keep_alive(true);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.server.header_read_timeout).keep_alive(true);
     builder.http2().timer(TokioTimer::new());
     builder
 }
@@ -277,7 +277,7 @@ impl Connection {
         let Some(acceptor) = tls else {
             return self.serve(stream, downstream).await;
         };
-        let handshake = tokio::time::timeout(self.shared.config.server.header_read_timeout.0, acceptor.accept(stream));
+        let handshake = tokio::time::timeout(self.shared.config.server.header_read_timeout, acceptor.accept(stream));
         match handshake.await {
             Ok(Ok(stream)) => self.serve(stream, downstream).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),

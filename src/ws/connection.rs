@@ -42,7 +42,7 @@ enum Ending {
 
 /// Runs the socket to its end; `slot` holds its place under the caps.
 pub(super) async fn run(ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc<Shared>) {
-    let (outbox, inbox) = hub::outbox(shared.config.outbox_messages, shared.config.outbox_bytes.as_usize());
+    let (outbox, inbox) = hub::outbox(shared.config.outbox_messages, shared.config.outbox_bytes);
     let route = route_key(&caller);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut socket = Socket { ws, caller, shared, outbox, route, tasks: JoinSet::new(), in_flight };
@@ -131,8 +131,8 @@ impl Socket {
         let eviction = inbox.eviction();
         let config = &self.shared.config;
         // Both start one period from now: a socket that just opened needs neither yet.
-        let mut ping = periodic(config.ping_interval.0);
-        let mut revalidate = periodic(config.revalidate.0);
+        let mut ping = periodic(config.ping_interval);
+        let mut revalidate = periodic(config.revalidate);
         let graceful = self.shared.lifecycle.graceful.clone();
         let mut last_heard = Instant::now();
         loop {
@@ -146,7 +146,7 @@ impl Socket {
                 Some(out) = inbox.recv() => {
                     // A peer that stops reading blocks the write; eviction or the idle
                     // timeout must still end it.
-                    let patience = self.shared.config.idle_timeout.0;
+                    let patience = self.shared.config.idle_timeout;
                     tokio::select! {
                         written = tokio::time::timeout(patience, self.write_batch(out, &mut inbox)) => {
                             written.unwrap_or(ControlFlow::Break(Ending::Peer))
@@ -240,7 +240,7 @@ impl Socket {
     }
 
     async fn keepalive(&mut self, last_heard: Instant) -> ControlFlow<Ending> {
-        if last_heard.elapsed() >= self.shared.config.idle_timeout.0 {
+        if last_heard.elapsed() >= self.shared.config.idle_timeout {
             return ControlFlow::Break(Ending::Close(1001, "idle timeout"));
         }
         self.send_now(Message::Ping(Default::default())).await
