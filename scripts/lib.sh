@@ -101,6 +101,14 @@ wait_listening() {
     return 1
 }
 
+# free_port: print a TCP port on 127.0.0.1 that was free a moment ago. Only for servers
+# that cannot bind port 0 and be read back (nginx): anything else binds port 0 and the
+# caller reads the port with wait_listening, since another process may take this one
+# between the check and the bind.
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
 # wait_ready PID WHAT CMD...: run CMD every 0.1 s until it succeeds. Fails at once when
 # process PID has exited (its own error is already on the terminal), or after 30 s.
 wait_ready() {
