@@ -326,7 +326,10 @@ async fn a_store_outage_during_revalidation_keeps_the_socket_open_even_under_on_
     // Unreadable as a database, for the connection Switchyard already holds open too.
     let len = std::fs::metadata(&site.django.db).unwrap().len() as usize;
     std::fs::write(&site.django.db, vec![0x5au8; len]).unwrap();
-    logs.until(3, "revalidation skipped").await;
+    tokio::select! {
+        () = logs.until(3, "revalidation skipped") => {}
+        frame = next_message(&mut socket) => panic!("the socket got {frame:?} during the outage"),
+    }
     let reply = command(&mut socket, json!({"id": 1, "ping": null})).await;
     assert_eq!(reply["ping"]["result"], "pong", "the socket was closed: {reply}");
 }
