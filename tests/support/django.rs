@@ -71,15 +71,14 @@ fn manage(venv: &Path, db: &Path, args: &[&str]) {
     assert!(status.success(), "manage.py {args:?} failed");
 }
 
-/// Migrates a fresh database, creates the demo user, starts gunicorn and returns once it
-/// listens. The command-view port is gunicorn's own pick (it binds port 0), read back from
-/// its "Listening at:" line, so no other test can take it in between.
+/// Gives the test a fresh migrated database with the demo user, starts gunicorn and
+/// returns once it listens. The command-view port is gunicorn's own pick (it binds port 0),
+/// read back from its "Listening at:" line, so no other test can take it in between.
 pub fn start() -> DjangoSite {
     let venv = venv();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite3");
-    manage(&venv, &db, &["migrate", "--noinput"]);
-    manage(&venv, &db, &["ensure_demo_user"]);
+    std::fs::copy(migrated_database(&venv), &db).expect("copies the migrated database");
     let socket = dir.path().join("gunicorn.sock");
     let mut child = Command::new(venv.join("bin/gunicorn"))
         .args(["--workers", "2", "--no-control-socket", "--bind"])
@@ -111,6 +110,46 @@ pub fn start() -> DjangoSite {
         child,
         _dir: dir,
     }
+}
+
+/// A database Django migrated and gave the demo user, made once per version of the demo's
+/// code and shared by every test as a file to copy (each test then writes its own copy).
+/// Made under a file lock, so tests running at once make it once; Django itself writes it.
+fn migrated_database(venv: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut dirs = vec![demo_dir()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map_while(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() && path.file_name().is_some_and(|n| n != "__pycache__") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "py") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    hash.update(venv.as_os_str().as_encoded_bytes());
+    for file in &files {
+        hash.update(file.as_os_str().as_encoded_bytes());
+        hash.update(std::fs::read(file).unwrap());
+    }
+    let key: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("demo-databases");
+    std::fs::create_dir_all(&cache).unwrap();
+    let ready = cache.join(format!("{key}.sqlite3"));
+    let lock = std::fs::File::create(cache.join(format!("{key}.lock"))).unwrap();
+    lock.lock().expect("locks the demo database cache");
+    if !ready.exists() {
+        let making = cache.join(format!("{key}.making.sqlite3"));
+        let _ = std::fs::remove_file(&making);
+        manage(venv, &making, &["migrate", "--noinput"]);
+        manage(venv, &making, &["ensure_demo_user"]);
+        std::fs::rename(&making, &ready).unwrap();
+    }
+    ready
 }
 
 /// Collects gunicorn's stderr into `log` on a thread; the returned channel gets the

@@ -1,5 +1,20 @@
 //! Builders for integration tests: start Switchyard with a TOML text, start an in-test
 //! upstream, talk to both over real sockets. Each test file uses the parts it needs.
+//!
+//! The rules these helpers exist for:
+//! - No fixed ports and no "free port" guesses: everything binds port 0 and the port is
+//!   read back (`Running::plain_addrs`, the binary's "listening" line, gunicorn's
+//!   "Listening at:" line). An address that must refuse connections is a [`Refusing`].
+//! - No sleeps as synchronisation: wait for a signal with [`eventually`] / [`wait_for`]
+//!   (plain or async checks), a [`Gate`] for "the request is in flight", a log line
+//!   ([`logs::capture`], [`binary::wait_for_log`]), a hook call. All patience is
+//!   [`PATIENCE`]: long, because a loaded machine is slow, never waited out by a pass.
+//! - The defaults users get: a test config sets an option only when the test is about it,
+//!   and its name says so.
+//! - A test that disturbs shared state gets its own: a copied SQLite file, a
+//!   [`session_fixtures::PrivateDatabase`] on PostgreSQL.
+//! - Verdicts that depend on the clock are checked against a clock the test sets
+//!   ([`session_fixtures`]: each Django verdict at the instant Django gave it).
 #![allow(dead_code)]
 
 pub mod binary;
