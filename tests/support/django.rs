@@ -114,7 +114,7 @@ pub fn start() -> DjangoSite {
 
 /// A database Django migrated and gave the demo user, made once per version of the demo's
 /// code and shared by every test as a file to copy (each test then writes its own copy).
-/// Made under a file lock, so tests running at once make it once; Django itself writes it.
+/// Django itself writes it.
 fn migrated_database(venv: &Path) -> PathBuf {
     use sha2::{Digest, Sha256};
     let mut files: Vec<PathBuf> = Vec::new();
@@ -140,11 +140,10 @@ fn migrated_database(venv: &Path) -> PathBuf {
     let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("demo-databases");
     std::fs::create_dir_all(&cache).unwrap();
     let ready = cache.join(format!("{key}.sqlite3"));
-    let lock = std::fs::File::create(cache.join(format!("{key}.lock"))).unwrap();
-    lock.lock().expect("locks the demo database cache");
     if !ready.exists() {
-        let making = cache.join(format!("{key}.making.sqlite3"));
-        let _ = std::fs::remove_file(&making);
+        // Whoever comes first makes it under a name of its own and renames it into place
+        // (atomic): tests starting together may each make one, none sees half a file.
+        let making = cache.join(format!("{key}.{}.{:?}.making", std::process::id(), std::thread::current().id()));
         manage(venv, &making, &["migrate", "--noinput"]);
         manage(venv, &making, &["ensure_demo_user"]);
         std::fs::rename(&making, &ready).unwrap();
