@@ -141,9 +141,14 @@ async fn trailers_pass_through_when_the_downstream_accepts_them() {
 
 #[tokio::test]
 async fn slow_upstream_is_504() {
-    let up = upstream(|_| async {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        reply(200, "too late")
+    // The upstream holds every request at a gate the test never opens.
+    let gate = Gate::default();
+    let up = upstream(move |_| {
+        let gate = gate.clone();
+        async move {
+            gate.pass().await;
+            reply(200, "too late")
+        }
     })
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "response_timeout = \"200ms\"")).await;
@@ -393,6 +398,37 @@ async fn connect_timeout_is_504() {
     let reason = String::from_utf8_lossy(&read_body(response).await).into_owned();
     assert!(reason.contains("took too long"), "{reason:?}");
     drop(full);
+}
+
+#[tokio::test]
+async fn the_access_line_names_method_path_status_bytes_times_and_peer() {
+    let logs = support::logs::capture("switchyard::access=info");
+    let up = upstream(|_| async { reply(418, "short and stout") }).await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let tcp = tokio::net::TcpStream::connect(sy.plain_addrs[0]).await.unwrap();
+    let peer = tcp.local_addr().unwrap().to_string();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let request = Request::get("/teapot/brew?token=s3cret").header("host", "x").body(bytes_body("")).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(read_body(response).await, "short and stout");
+    // The line is written once the body has gone: wait for it.
+    let line = wait_for("the access line", || {
+        let found = logs.lines().into_iter().find(|l| l["target"] == "switchyard::access");
+        std::future::ready(found)
+    })
+    .await;
+    let fields = &line["fields"];
+    assert_eq!(fields["method"], "GET", "{line}");
+    assert_eq!(fields["path"], "/teapot/brew", "the query may hold secrets: {line}");
+    assert!(!line.to_string().contains("s3cret"), "{line}");
+    assert_eq!(fields["status"], 418, "{line}");
+    assert_eq!(fields["bytes"], 15, "{line}");
+    assert_eq!(fields["peer"], peer.as_str(), "{line}");
+    for time in ["total_ms", "upstream_ms"] {
+        let ms: f64 = fields[time].as_str().unwrap_or_default().parse().unwrap_or_else(|_| panic!("{time}: {line}"));
+        assert!(ms >= 0.0, "{line}");
+    }
 }
 
 #[tokio::test]

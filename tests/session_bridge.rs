@@ -114,6 +114,39 @@ async fn a_second_lookup_is_answered_from_the_cache() {
 
 // === cache and store failure, on a copy of a Django-written SQLite file ===
 
+#[tokio::test]
+async fn a_cached_answer_is_reloaded_once_cache_ttl_has_passed() {
+    let (_dir, db, _, f) = sqlite_copy(StoreErrorPolicy::Refuse);
+    let mut settings = fx::settings(&f.settings, Some(&db));
+    settings.cache.ttl = Duration::from_millis(300);
+    let bridge = SessionBridge::with_clock(settings, f.made_at()).unwrap();
+    let alice = f.case("login_alice");
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+    let loaded = bridge.store_queries();
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+    assert_eq!(bridge.store_queries(), loaded, "answered from the cache inside the TTL");
+    support::eventually("the answer is reloaded after the TTL", || async {
+        assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+        bridge.store_queries() > loaded
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_cache_holds_no_more_than_cache_size_answers() {
+    let (_dir, db, _, f) = sqlite_copy(StoreErrorPolicy::Refuse);
+    let mut settings = fx::settings(&f.settings, Some(&db));
+    settings.cache.size = 5;
+    let bridge = SessionBridge::with_clock(settings, f.made_at()).unwrap();
+    for i in 0..40 {
+        let cookie = format!("sessionid=unknownsessionkey{i:04}");
+        assert_eq!(bridge.resolve(cookie.as_bytes()).await.unwrap(), Identity::Anonymous(Anonymous::NoSuchSession));
+    }
+    bridge.run_pending_tasks().await;
+    assert!(bridge.cached_answers() <= 5, "{} answers cached", bridge.cached_answers());
+    assert!(bridge.cached_answers() > 0, "nothing was cached at all");
+}
+
 /// A bridge over a private copy of the django52 standard SQLite database.
 fn sqlite_copy(policy: StoreErrorPolicy) -> (tempfile::TempDir, std::path::PathBuf, SessionBridge, Fixture) {
     let f = fx::load("django52", "sqlite", "standard");

@@ -81,7 +81,11 @@ pub fn start() -> DjangoSite {
     std::fs::copy(migrated_database(&venv), &db).expect("copies the migrated database");
     let socket = dir.path().join("gunicorn.sock");
     let mut child = Command::new(venv.join("bin/gunicorn"))
-        .args(["--workers", "2", "--no-control-socket", "--bind"])
+        // --preload: the master imports the site before it listens and forks, so its
+        // "Listening at:" line means every worker can answer at once (without it, workers
+        // import Django after that line, and a first request may wait seconds on a
+        // loaded machine: longer than a hook's timeout).
+        .args(["--workers", "2", "--preload", "--no-control-socket", "--bind"])
         .arg(format!("unix:{}", socket.display()))
         .args(["--bind", "127.0.0.1:0"])
         .arg("demo.wsgi:application")
