@@ -27,6 +27,19 @@ async fn header_echo() -> Upstream {
     .await
 }
 
+/// An upstream that holds each request at `gate`, then answers 200 with `text`.
+async fn held_upstream(gate: &Gate, text: &'static str) -> Upstream {
+    let gate = gate.clone();
+    upstream(move |_| {
+        let gate = gate.clone();
+        async move {
+            gate.pass().await;
+            reply(200, text)
+        }
+    })
+    .await
+}
+
 async fn seen_headers(request: Request<switchyard::body::Body>) -> serde_json::Value {
     let response = client().request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -143,14 +156,7 @@ async fn trailers_pass_through_when_the_downstream_accepts_them() {
 async fn slow_upstream_is_504() {
     // The upstream holds every request at a gate the test never opens.
     let gate = Gate::default();
-    let up = upstream(move |_| {
-        let gate = gate.clone();
-        async move {
-            gate.pass().await;
-            reply(200, "too late")
-        }
-    })
-    .await;
+    let up = held_upstream(&gate, "too late").await;
     let sy = start_switchyard(&minimal_config(&up.url, "response_timeout = \"200ms\"")).await;
     let started = std::time::Instant::now();
     let response = client().get(url(sy.plain_addrs[0], "/").parse().unwrap()).await.unwrap();
@@ -304,15 +310,7 @@ async fn websocket_upgrade_without_a_route_is_404() {
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
     let gate = Gate::default();
-    let held = gate.clone();
-    let up = upstream(move |_| {
-        let held = held.clone();
-        async move {
-            held.pass().await;
-            reply(200, "finished")
-        }
-    })
-    .await;
+    let up = held_upstream(&gate, "finished").await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
     let addr = sy.plain_addrs[0];
     let in_flight = tokio::spawn(async move { client().get(url(addr, "/slow").parse().unwrap()).await });
@@ -330,15 +328,7 @@ async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
 #[tokio::test]
 async fn shutdown_cuts_requests_that_outlive_the_grace_period() {
     let gate = Gate::default();
-    let held = gate.clone();
-    let up = upstream(move |_| {
-        let held = held.clone();
-        async move {
-            held.pass().await;
-            reply(200, "never")
-        }
-    })
-    .await;
+    let up = held_upstream(&gate, "never").await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
     let addr = sy.plain_addrs[0];
     let in_flight = tokio::spawn(async move { client().get(url(addr, "/").parse().unwrap()).await });
