@@ -9,7 +9,7 @@ use hyper::body::Incoming;
 
 use crate::body::{self, Body};
 use crate::config::Config;
-use crate::downstream::Downstream;
+use crate::downstream::{Downstream, Forwarding};
 use crate::proxy::{Proxy, TempDisk};
 use crate::routes::{Decision, Routes};
 use crate::ws::Websockets;
@@ -20,20 +20,20 @@ pub struct Router {
     proxy: Proxy,
     routes: Routes,
     websockets: Websockets,
+    /// Watches Django's responses for a deleted or replaced session cookie.
+    watch: Option<crate::django::watch::SessionWatch>,
     /// The TLS port plain requests are redirected to, when `redirect_to_https` is on.
     https_port: Option<u16>,
 }
 
 impl Router {
-    /// Builds the router and the pooled upstream client from config; `disk` is the temp-file
-    /// budget all workers share.
-    pub fn new(config: &Config, websockets: Websockets, disk: TempDisk) -> Self {
-        let https_port = config
-            .server
-            .redirect_to_https
-            .then(|| config.server.tls.as_ref().and_then(|t| t.listen.first()).map(|a| a.port()))
-            .flatten();
-        Self { proxy: Proxy::new(config, disk), routes: Routes::new(config), websockets, https_port }
+    /// Builds the router and the pooled upstream client from config. `tls_port` is the
+    /// first TLS listener's bound port (the config may say 0), where `redirect_to_https`
+    /// sends plain requests; `disk` is the temp-file budget all workers share.
+    pub fn new(config: &Config, websockets: Websockets, tls_port: Option<u16>, disk: TempDisk) -> Self {
+        let https_port = tls_port.filter(|_| config.server.redirect_to_https);
+        let watch = websockets.session_watch();
+        Self { proxy: Proxy::new(config, disk), routes: Routes::new(config), websockets, watch, https_port }
     }
 
     /// Answers one downstream request.
@@ -51,7 +51,7 @@ impl Router {
         }
         let forwarding = downstream.forwarding(req.headers());
         match self.routes.decide(req.uri().path(), is_websocket_upgrade(&req)) {
-            Decision::Forward { buffering } => self.proxy.forward(req, &downstream, &forwarding, buffering).await,
+            Decision::Forward { buffering } => self.forward(req, &downstream, &forwarding, buffering).await,
             Decision::Upgrade(route) => self.websockets.upgrade(req, route, forwarding).await,
             Decision::NoRoute => body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path"),
             Decision::Denied => body::text(StatusCode::FORBIDDEN, "WebSocket is not allowed on this path"),
@@ -89,6 +89,24 @@ fn settle_host<B>(req: &mut Request<B>) -> Result<(), &'static str> {
         }
         (None, None) if req.version() == Version::HTTP_10 || req.version() == Version::HTTP_09 => Ok(()),
         (None, None) => Err("bad request: a Host header is required"),
+    }
+}
+
+impl Router {
+    /// Plain HTTP to Django; a response that ends the request's session revokes it.
+    async fn forward(
+        &self,
+        req: Request<Incoming>,
+        downstream: &Downstream,
+        forwarding: &Forwarding,
+        buffering: Option<bool>,
+    ) -> Response<Body> {
+        let session = self.watch.as_ref().and_then(|w| w.session_of(req.headers()));
+        let response = self.proxy.forward(req, downstream, forwarding, buffering).await;
+        if let (Some(watch), Some(session)) = (&self.watch, session) {
+            watch.observe(&session, response.headers()).await;
+        }
+        response
     }
 }
 
