@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod browser;
 pub mod django;
+pub mod pg;
 pub mod session_fixtures;
 pub mod ws;
 
