@@ -39,6 +39,8 @@ const PAGE: i64 = 1000;
 const PROBE_INTERVAL: Duration = Duration::from_secs(10);
 /// How long that check may take before the connection counts as lost.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest the schema check (or install) may take.
+const INSTALL_TIMEOUT: Duration = Duration::from_secs(30);
 /// First pause after a lost connection; it doubles up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between attempts: a restarted database is found within seconds.
@@ -114,7 +116,7 @@ impl Listener {
             return e;
         }
         if let Some(since) = down_since.take() {
-            tracing::info!(down_for = ?since.elapsed(), "outbox listener reconnected; catching up");
+            tracing::info!(down_for = ?since.elapsed(), "outbox listener reconnected and caught up");
         }
         *backoff = FIRST_BACKOFF;
         let mut probe = tokio::time::interval(PROBE_INTERVAL);
@@ -149,7 +151,10 @@ impl Listener {
 
     /// Schema, `LISTEN`, the start position (first session) and the catch-up.
     async fn start(&self, client: &Client, cursor: &mut Option<i64>) -> Result<(), OutboxError> {
-        schema::ensure(client).await?;
+        // The install may wait for another node's; bounded all the same.
+        tokio::time::timeout(INSTALL_TIMEOUT, schema::ensure(client))
+            .await
+            .map_err(|_| OutboxError::Timeout(INSTALL_TIMEOUT))??;
         db::bounded(client.batch_execute(&format!("LISTEN {}", schema::CHANNEL))).await?;
         // After LISTEN: nothing committed from here on can be missed.
         let asked = Instant::now();

@@ -234,7 +234,19 @@ impl PostgresBroker {
 
 impl Broker for PostgresBroker {
     fn send(&self, batch: Vec<Message>) -> BoxFuture<'_, Result<Vec<Receipt>, BrokerError>> {
-        Box::pin(self.publish(batch))
+        Box::pin(async move {
+            let revocations: Vec<_> =
+                batch.iter().filter_map(|m| if let Message::Revoke(r) = m { Some(r.clone()) } else { None }).collect();
+            let sent = self.publish(batch).await;
+            if let (Err(BrokerError::Unavailable(_)), Some(hub)) = (&sent, self.hub.upgrade()) {
+                // The other nodes cannot hear of it now (the caller is told 503 and retries),
+                // but the sockets here close at once: a revocation is never held back.
+                for revocation in &revocations {
+                    hub.apply_revocation(revocation);
+                }
+            }
+            sent
+        })
     }
 
     fn origin<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Position, BrokerError>> {
