@@ -21,6 +21,8 @@ pub struct Process {
     pub plain: Vec<SocketAddr>,
     /// Its TLS listeners.
     pub tls: Vec<SocketAddr>,
+    /// Its admin listener, when the config has `[admin]`.
+    pub admin: Option<SocketAddr>,
     /// Log lines after "listening".
     pub lines: mpsc::Receiver<String>,
 }
@@ -55,7 +57,9 @@ pub fn spawn(dir: &Path, config: &str) -> Process {
     });
     let ready = wait_for_line(&rx, "listening", Duration::from_secs(20));
     let fields = &ready["fields"];
-    Process { child, plain: addrs(&fields["plain"]), tls: addrs(&fields["tls"]), lines: rx }
+    // `admin` is the Debug form of an Option<SocketAddr>: "Some(127.0.0.1:1234)" or "None".
+    let admin = fields["admin"].as_str().and_then(|a| a.strip_prefix("Some(")?.strip_suffix(')')?.parse().ok());
+    Process { child, plain: addrs(&fields["plain"]), tls: addrs(&fields["tls"]), admin, lines: rx }
 }
 
 /// The first JSON log line whose message contains `needle`, within `patience`.

@@ -44,6 +44,8 @@ mod prune;
 mod record;
 pub mod schema;
 mod status;
+#[cfg(test)]
+mod tests;
 
 use std::sync::Arc;
 use std::time::Duration;
