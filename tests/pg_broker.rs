@@ -7,6 +7,7 @@ mod support;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{json, Value};
@@ -25,10 +26,17 @@ subscribe = "anyone"
 history = { size = 1000, ttl = "10m" }
 "#;
 
-/// A node's config: one json route, `channels`, the outbox in `database`.
-fn node_config(database: &str, channels: &str) -> String {
+/// The admin API's bearer key on every node.
+const ADMIN_KEY: &str = "pg-broker-test-admin-key";
+
+/// A node's config: an admin listener, one json route, `sections` (channel rules and the
+/// like), the outbox in `database`.
+fn node_config(dir: &Path, upstream: &str, database: &str, sections: &str) -> String {
+    std::fs::write(dir.join("admin-key"), ADMIN_KEY).unwrap();
     format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"http://127.0.0.1:9\"\n[[routes]]\npath = \"/ws/\"\n{channels}\n[broker]\ndatabase = \"{database}\"\n"
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"{upstream}\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+         key_file = \"{key}\"\n[[routes]]\npath = \"/ws/\"\n{sections}\n[broker]\ndatabase = \"{database}\"\n",
+        key = dir.join("admin-key").display()
     )
 }
 
@@ -40,14 +48,38 @@ struct Node {
 
 impl Node {
     fn start(database: &str, channels: &str) -> Self {
+        Self::start_with("http://127.0.0.1:9", database, channels)
+    }
+
+    /// A node in front of `upstream` with `sections` in its config.
+    fn start_with(upstream: &str, database: &str, sections: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let process = binary::spawn(dir.path(), &node_config(database, channels));
+        let process = binary::spawn(dir.path(), &node_config(dir.path(), upstream, database, sections));
         binary::wait_for_line(&process.lines, "broker listening", READY);
         Node { process, _dir: dir }
     }
 
     fn addr(&self) -> SocketAddr {
         self.process.plain[0]
+    }
+
+    /// `method path` on the admin listener with the key; (status, body as JSON or text).
+    async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+        let request = http::Request::builder()
+            .method(method)
+            .uri(support::url(self.process.admin.expect("an admin listener"), path))
+            .header("authorization", format!("Bearer {ADMIN_KEY}"))
+            .body(support::bytes_body(body.map(|b| b.to_string()).unwrap_or_default()))
+            .unwrap();
+        let response = support::client().request(request).await.expect("the admin listener answers");
+        let status = response.status().as_u16();
+        (status, String::from_utf8_lossy(&support::read_body(response).await).into_owned())
+    }
+
+    /// `GET /healthz`: (status, body).
+    async fn health(&self) -> (u16, Value) {
+        let (status, body) = self.admin("GET", "/healthz", None).await;
+        (status, serde_json::from_str(&body).expect("healthz answers JSON"))
     }
 }
 
@@ -472,6 +504,12 @@ async fn while_postgresql_is_down_sockets_stay_open_and_history_answers() {
     expect_range(&mut reader, 1, 5).await;
     cluster.halt();
     binary::wait_for_line(&node.process.lines, "outbox listener disconnected", READY);
+    let health = support::wait_for("healthz reports the broker reconnecting", || async {
+        let (status, health) = node.health().await;
+        (health["broker"]["state"] == "reconnecting").then_some((status, health))
+    })
+    .await;
+    assert_eq!((health.0, &health.1["broker"]["ok"]), (503, &json!(false)), "{}", health.1);
     let pong = command(&mut reader, json!({"id": 1, "ping": null})).await;
     assert_eq!(pong["ping"]["result"], "pong", "the socket is served");
     let history = command(&mut reader, json!({"id": 2, "history": {"channel": "news"}})).await;
@@ -510,4 +548,123 @@ async fn a_restarted_node_recovers_a_subscriber_from_the_table() {
     expect_range(&mut reader, 3, 5).await;
     publish_range(&mut writer, 6, 6).await;
     expect_range(&mut reader, 6, 6).await;
+}
+
+// === the admin API and what is per node ===
+
+#[tokio::test]
+async fn an_admin_publish_on_one_node_reaches_both_with_the_offsets_it_answered() {
+    let db = FreshDatabase::new().await;
+    let nodes = two_nodes(&db.url, NEWS);
+    let mut readers = [open(nodes[0].addr()).await, open(nodes[1].addr()).await];
+    for reader in &mut readers {
+        subscribe(reader, json!("news")).await;
+    }
+    let items = json!([{"channel": "news", "event": "e", "data": {"n": 1}}, {"channel": "news", "event": "e", "data": {"n": 2}}]);
+    let (status, body) = nodes[0].admin("POST", "/api/publish", Some(items)).await;
+    assert_eq!(status, 200, "{body}");
+    let answer: Value = serde_json::from_str(&body).unwrap();
+    let offsets: Vec<Value> = answer["results"].as_array().unwrap().iter().map(|r| r["offset"].clone()).collect();
+    assert_eq!(offsets, [json!(1), json!(2)], "{answer}");
+    for reader in &mut readers {
+        let got = pushes(reader, 2).await;
+        assert_eq!(numbered(&got), [(1, json!({"n": 1})), (2, json!({"n": 2}))]);
+        assert_eq!(got[1]["epoch"], answer["results"][1]["epoch"], "the epoch the publisher was given");
+    }
+}
+
+#[tokio::test]
+async fn an_admin_broadcast_on_one_node_reaches_every_socket_on_both() {
+    let db = FreshDatabase::new().await;
+    let nodes = two_nodes(&db.url, NEWS);
+    let mut sockets = [open(nodes[0].addr()).await, open(nodes[1].addr()).await];
+    let item = json!({"broadcast": true, "event": "maintenance", "data": {"in": 300}});
+    let (status, body) = nodes[0].admin("POST", "/api/publish", Some(item)).await;
+    assert_eq!(status, 200, "{body}");
+    for socket in &mut sockets {
+        let push = &pushes(socket, 1).await[0];
+        assert_eq!((&push["event"], &push["data"]), (&json!("maintenance"), &json!({"in": 300})), "{push}");
+    }
+}
+
+#[tokio::test]
+async fn a_disconnect_sent_to_one_node_closes_the_users_sockets_on_the_other() {
+    let db = FreshDatabase::new().await;
+    let django = support::django::start();
+    let sections = django.switchyard_sections();
+    let nodes = [Node::start_with(&django.url, &db.url, &sections), Node::start_with(&django.url, &db.url, &sections)];
+    let cookie = support::browser::Browser { addr: nodes[0].addr() }.login("demo", "demo-password").await;
+    let on_b = nodes[1].addr();
+    let origin = format!("http://{on_b}");
+    let mut theirs = connect_with(on_b, "/ws/", &[("origin", &origin), ("cookie", &cookie)]).await.unwrap();
+    let user = welcome(&mut theirs).await["user"].clone();
+    assert_eq!(user["username"], "demo");
+    let mut anonymous = open(on_b).await;
+    let (status, body) = nodes[0].admin("POST", "/api/disconnect", Some(json!({"user": user["id"]}))).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(closed(&mut theirs).await.0, 4401, "the user's socket on the other node");
+    let pong = command(&mut anonymous, json!({"id": 1, "ping": null})).await;
+    assert_eq!(pong["ping"]["result"], "pong", "other sockets stay");
+}
+
+#[tokio::test]
+async fn a_resume_token_from_one_node_is_refused_on_the_other_and_since_recovers_there() {
+    let db = FreshDatabase::new().await;
+    let nodes = two_nodes(&db.url, NEWS);
+    let mut first = connect(nodes[0].addr(), "/ws/").await;
+    let token = welcome(&mut first).await["resume"].as_str().unwrap().to_string();
+    subscribe(&mut first, json!("news")).await;
+    let mut writer = pg::connect(&db.url).await;
+    publish_range(&mut writer, 1, 2).await;
+    let epoch = pushes(&mut first, 2).await[1]["epoch"].clone();
+    drop(first);
+    publish_range(&mut writer, 3, 4).await;
+    // Resume tokens are per node: the other one does not guess what the socket had.
+    let mut second = connect(nodes[1].addr(), &format!("/ws/?resume={token}")).await;
+    let greeting = welcome(&mut second).await;
+    assert_eq!(greeting["resumed"]["ok"], false, "{greeting}");
+    assert!(greeting["resumed"].get("channels").is_none(), "nothing restored: {greeting}");
+    // What the client does next: resubscribe with the last position it saw.
+    let joined = subscribe(&mut second, json!({"channel": "news", "since": {"offset": 2, "epoch": epoch}})).await;
+    assert_eq!((&joined["offset"], &joined["recovered"]), (&json!(4), &json!(true)), "{joined}");
+    expect_range(&mut second, 3, 4).await;
+}
+
+/// The value of the first sample named `name` in a Prometheus text.
+fn sample(text: &str, name: &str) -> f64 {
+    let line = text.lines().find(|l| l.split([' ', '{']).next() == Some(name));
+    let value = line.and_then(|l| l.rsplit_once(' ')).and_then(|(_, v)| v.parse().ok());
+    value.unwrap_or_else(|| panic!("no sample {name} in:\n{text}"))
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_show_the_broker_listening_its_lag_and_events_per_second() {
+    let db = FreshDatabase::new().await;
+    let node = Node::start(&db.url, NEWS);
+    let mut reader = open(node.addr()).await;
+    subscribe(&mut reader, json!("news")).await;
+    let mut writer = pg::connect(&db.url).await;
+    publish_range(&mut writer, 1, 20).await;
+    expect_range(&mut reader, 1, 20).await;
+    // The rate counts whole seconds: it shows once the second the events came in is over.
+    let (status, health) = support::wait_for("healthz shows events per second", || async {
+        let (status, health) = node.health().await;
+        (health["broker"]["events_per_second"].as_f64() > Some(0.0)).then_some((status, health))
+    })
+    .await;
+    let broker = &health["broker"];
+    assert_eq!(
+        (status, &broker["kind"], &broker["state"], &broker["ok"]),
+        (200, &json!("postgres"), &json!("listening"), &json!(true)),
+        "{health}"
+    );
+    assert!(broker["events"].as_u64().unwrap() >= 20, "{health}");
+    assert!((0.0..30.0).contains(&broker["lag_seconds"].as_f64().unwrap()), "{health}");
+    let (status, text) = node.admin("GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert!(text.contains("switchyard_broker_up{kind=\"postgres\",state=\"listening\"} 1"), "{text}");
+    assert!(sample(&text, "switchyard_broker_events_total") >= 20.0);
+    assert!(sample(&text, "switchyard_broker_events_per_second") > 0.0);
+    assert!((0.0..30.0).contains(&sample(&text, "switchyard_broker_lag_seconds")));
+    assert_eq!(sample(&text, "switchyard_broker_reconnects_total"), 0.0);
 }

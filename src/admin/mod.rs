@@ -29,7 +29,8 @@
 //! position a page hands to the browser for `since`); 404 when no rule covers it.
 //!
 //! `GET /healthz` — 200 `{"ok": true, "broker": {"kind", "state", "ok", "lag_seconds",
-//! "events_per_second", …}}`, 503 with the same body when the broker is not ok. `GET /metrics` — Prometheus text (prometheus-client).
+//! "events_per_second", …}}`, 503 with the same body when the broker is not ok.
+//! `GET /metrics` — Prometheus text (prometheus-client).
 //!
 //! Errors: 400 `bad_request` (malformed JSON or item), 401 `unauthorized` (no or wrong
 //! key), 404 `not_found`, 405 `method_not_allowed`, 413 `too_large`, 503 `unavailable`
