@@ -136,11 +136,12 @@ impl Collector for Exporter {
             counter(&mut encoder, "session_cache_misses", "Session lookups that went to the store", misses)?;
         }
         let health = self.hub.broker().health();
-        let mut broker =
-            encoder.encode_descriptor("broker_up", "1 when the broker carries events", None, MetricType::Gauge)?;
-        ConstGauge::new(i64::from(health.ok))
-            .encode(broker.encode_family(&[("kind", health.kind), ("state", health.state.as_str())])?)?;
-        drop(broker);
+        {
+            let mut broker =
+                encoder.encode_descriptor("broker_up", "1 when the broker carries events", None, MetricType::Gauge)?;
+            ConstGauge::new(i64::from(health.ok))
+                .encode(broker.encode_family(&[("kind", health.kind), ("state", health.state.as_str())])?)?;
+        }
         let lag = ConstGauge::new(health.lag_seconds);
         lag.encode(encoder.encode_descriptor(
             "broker_lag_seconds",
