@@ -71,6 +71,20 @@ def chat_send(request, call):
     return reply({"ok": True}, push=[{"broadcast": True, "event": "chat.message", "data": message}])
 
 
+@switchyard_command("$authorize")
+def authorize(request, call):
+    """May this user subscribe to `args["channel"]`? For `subscribe = "backend"` rules
+    (`project:*` in Switchyard's tests): any logged-in user may follow a project, only
+    staff `project:staff`. Every call is recorded: Switchyard caches the answer per user
+    and channel, so a second tab asks no more.
+    """
+    _record(HookCall.Kind.AUTHORIZE, call)
+    channel = _arg(call, "channel", str)
+    user = request.user
+    allow = user.is_authenticated and (channel != "project:staff" or user.is_staff)
+    return reply({"allow": allow})
+
+
 @switchyard_hook("connect")
 def on_connect(request, call):
     """Refuse sockets opened with `?refuse=1`; otherwise start their state."""
