@@ -87,6 +87,7 @@ pub fn start() -> DjangoSite {
         .spawn()
         .expect("gunicorn starts");
     wait_for_socket(&socket, Duration::from_secs(30));
+    wait_for_answer(&socket, Duration::from_secs(60));
     std::fs::write(dir.path().join("django-secret"), SECRET_KEY).unwrap();
     std::fs::write(dir.path().join("backend-secret"), BACKEND_SECRET).unwrap();
     DjangoSite {
@@ -107,6 +108,26 @@ impl DjangoSite {
             dir = self.dir.display(),
             db = self.db.display(),
         )
+    }
+}
+
+/// gunicorn listens before its workers have loaded Django; on a busy machine the first
+/// answer can take longer than a hook's 5 s timeout. Ready means one page was answered.
+fn wait_for_answer(path: &Path, patience: Duration) {
+    use std::io::{Read, Write};
+    let deadline = Instant::now() + patience;
+    loop {
+        let mut head = [0u8; 12];
+        let answered = std::os::unix::net::UnixStream::connect(path).and_then(|mut stream| {
+            stream.set_read_timeout(Some(patience))?;
+            stream.write_all(b"GET / HTTP/1.0\r\nHost: localhost\r\n\r\n")?;
+            stream.read_exact(&mut head)
+        });
+        if answered.is_ok() && head.starts_with(b"HTTP/1.") {
+            return;
+        }
+        assert!(Instant::now() < deadline, "gunicorn answered nothing on {} within {patience:?}", path.display());
+        std::thread::sleep(Duration::from_millis(50));
     }
 }
 

@@ -1,6 +1,7 @@
 import uuid
 
 from django.conf import settings
+from django.contrib.auth.base_user import AbstractBaseUser
 from django.db import models
 
 
@@ -30,3 +31,16 @@ class Note(models.Model):
     """Declared with operations = [] in events.py: never published."""
 
     text = models.CharField(max_length=100)
+
+
+class Member(AbstractBaseUser):
+    """A custom user model (UUID key, email as the username, no staff flags), for the
+    derived config's user columns. Not AUTH_USER_MODEL unless a test says so."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, db_column="member_uuid")
+    email = models.EmailField(unique=True, db_column="mail")
+
+    USERNAME_FIELD = "email"
+
+    class Meta:
+        db_table = "shop_members"
