@@ -15,6 +15,13 @@ from django.core.management import CommandError, call_command
 from django_switchyard import derive
 
 
+@pytest.fixture(autouse=True)
+def _file_database(monkeypatch):
+    """Once a test database exists, the connection names SQLite's in-memory one (which
+    Switchyard refuses): derive from a file, as `manage.py` outside tests does."""
+    monkeypatch.setattr(derive, "database", lambda alias="default": ("sqlite:///srv/site/db.sqlite3", None))
+
+
 def config(**addresses):
     return tomllib.loads(derive.derive(derive.Addresses(**addresses)))
 
