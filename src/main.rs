@@ -74,7 +74,7 @@ fn load(path: &std::path::Path) -> anyhow::Result<Config> {
 fn check(path: PathBuf) -> ExitCode {
     match load(&path) {
         Ok(config) => {
-            print!("{}", config.to_toml());
+            println!("{}", config.to_toml().trim_end());
             eprintln!("switchyard: {} is valid", path.display());
             ExitCode::SUCCESS
         }
@@ -88,13 +88,13 @@ fn check(path: PathBuf) -> ExitCode {
 fn run(path: PathBuf) -> anyhow::Result<()> {
     let config = Arc::new(load(&path)?);
     init_logging(&config.log);
-    let running = switchyard::server::start_workers(config.clone(), config.server.worker_threads())?;
+    let running = switchyard::server::start_workers(config.clone(), config.server.workers)?;
     // The workers have runtimes of their own; this one only waits for a signal.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
         shutdown_signal().await.context("cannot wait for signals")?;
-        tracing::info!(grace = ?config.server.shutdown_grace.0, "shutting down");
-        running.shutdown(config.server.shutdown_grace.0).await;
+        tracing::info!(grace = ?config.server.shutdown_grace, "shutting down");
+        running.shutdown(config.server.shutdown_grace).await;
         Ok(())
     })
 }

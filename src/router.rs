@@ -28,7 +28,7 @@ impl Router {
         let https_port = config
             .server
             .redirect_to_https
-            .then(|| config.server.tls.as_ref().and_then(|t| t.listen.0.first()).map(|a| a.port()))
+            .then(|| config.server.tls.as_ref().and_then(|t| t.listen.first()).map(|a| a.port()))
             .flatten();
         Self { proxy: Proxy::new(&config.upstream), routes: Routes::new(config), websockets, https_port }
     }

@@ -49,6 +49,19 @@ fn check_reports_a_bad_size_at_its_value() {
 }
 
 #[test]
+fn check_refuses_a_zero_ping_interval_naming_the_smallest_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = check(
+        dir.path(),
+        "[server]\nlisten = \"127.0.0.1:8080\"\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n[websocket]\nping_interval = \"0s\"\n",
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.contains("switchyard.toml:6:17: websocket.ping_interval: \"0s\" is too small"), "{err}");
+    assert!(err.contains("the smallest allowed value is \"1ms\""), "{err}");
+}
+
+#[test]
 fn dev_cert_writes_ca_certificate_and_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(switchyard_bin()).args(["dev-cert", "--dir"]).arg(dir.path()).output().unwrap();

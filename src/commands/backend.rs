@@ -86,7 +86,7 @@ impl Backend {
         let secret = config.secret.clone()?;
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
-        http.set_connect_timeout(Some(config.timeout.0));
+        http.set_connect_timeout(Some(config.timeout));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())
@@ -95,8 +95,8 @@ impl Backend {
         Some(Self {
             client,
             secret,
-            max_reply: config.max_reply_size.as_usize(),
-            default_timeout: config.timeout.0,
+            max_reply: config.max_reply_size,
+            default_timeout: config.timeout,
             forward_cookie: config.forward_cookie,
         })
     }

@@ -1,26 +1,32 @@
-//! `[django]`: how to read Django's sessions and users — the session bridge's slice of the
-//! config. Keys are Django's settings in lowercase, with Django's defaults; secrets come
-//! from `*_env` / `*_file` and are resolved at load time into [`BridgeSettings`].
+//! `[django]` as written: how to read Django's sessions and users. Keys are Django's
+//! settings in lowercase, with Django's defaults; secrets come from `*_env` / `*_file` and
+//! are read at load time. Validation turns the section into the bridge's [`BridgeSettings`].
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::bridge::{
+    BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy, StoreSettings, UserTable,
+    DEFAULT_AUTHENTICATION_BACKEND, DEFAULT_CACHE_NEGATIVE_TTL, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL,
+    DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE, DEFAULT_SESSION_COOKIE_NAME,
+    DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
+};
+use super::check::{Check, MIN_TIMER};
 use super::env::{read_secret, Env, Secret};
 use super::units::ConfigDuration;
 use super::ConfigError;
-use crate::django::cache::{DEFAULT_CACHE_NEGATIVE_TTL, DEFAULT_CACHE_SIZE, DEFAULT_CACHE_TTL};
-use crate::django::{
-    BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy, StoreSettings, UserTable,
-    DEFAULT_AUTHENTICATION_BACKEND, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE,
-    DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
-};
 
-/// The `[django]` section.
+/// A database pool larger than this is a typo: lookups are cached point queries.
+const MAX_POOL_SIZE: usize = 64;
+/// Longer than any session anyone keeps (a century), so age arithmetic cannot overflow.
+const MAX_SESSION_COOKIE_AGE: u64 = 100 * 365 * 24 * 3600;
+
+/// The `[django]` section as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct DjangoConfig {
+pub(super) struct DjangoSection {
     /// Environment variable holding Django's SECRET_KEY. This or `secret_key_file` is required.
     pub secret_key_env: Option<String>,
     /// File holding SECRET_KEY (trailing newline ignored), instead of `secret_key_env`.
@@ -108,9 +114,6 @@ pub struct DjangoConfig {
     /// Default: "2s".
     #[serde(default = "default_query_timeout")]
     pub query_timeout: ConfigDuration,
-    /// Everything above, typed and with secrets read: set at load time, never printed.
-    #[serde(skip)]
-    resolved: Option<Box<BridgeSettings>>,
 }
 
 fn default_cookie_name() -> String {
@@ -190,14 +193,9 @@ fn masked_url(u: &str) -> String {
     }
 }
 
-// === impl DjangoConfig ===
+// === impl DjangoSection ===
 
-impl DjangoConfig {
-    /// The bridge's settings. Always present on a config that came from [`super::parse`].
-    pub fn bridge_settings(&self) -> Option<BridgeSettings> {
-        self.resolved.as_deref().cloned()
-    }
-
+impl DjangoSection {
     pub(super) fn anchor_paths(&mut self, base: &Path) {
         for file in [&mut self.secret_key_file, &mut self.secret_key_fallbacks_file].into_iter().flatten() {
             *file = super::anchored(base, file);
@@ -205,9 +203,8 @@ impl DjangoConfig {
     }
 
     /// Validates every value and reads the secrets; called once by `parse`.
-    pub(super) fn resolve(&mut self, origin: &str, env: &dyn Env) -> Result<(), ConfigError> {
-        let rejected =
-            |key: &'static str, message: String| ConfigError::Rejected { origin: origin.to_string(), key, message };
+    pub(super) fn validate(&self, check: &Check, env: &dyn Env) -> Result<BridgeSettings, ConfigError> {
+        let rejected = |key: &str, message: String| check.reject(key, message);
         if self.secret_key_env.is_some() && self.secret_key_file.is_some() {
             return Err(rejected("django.secret_key_file", "write secret_key_env or secret_key_file, not both".into()));
         }
@@ -248,26 +245,21 @@ impl DjangoConfig {
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_graphic() && !b";,=\"\\".contains(&b)) {
             return Err(rejected("django.session_cookie_name", format!("`{name}` is not a cookie name")));
         }
-        if self.session_cookie_age == 0 {
-            return Err(rejected("django.session_cookie_age", "must be at least 1 second".into()));
-        }
+        let cookie_age =
+            check.count("django.session_cookie_age", self.session_cookie_age, 1..=MAX_SESSION_COOKIE_AGE)?;
         if self.authentication_backends.is_empty() {
             return Err(rejected(
                 "django.authentication_backends",
                 "no backend: every session would be anonymous".into(),
             ));
         }
-        if self.cache_size == 0 {
-            return Err(rejected("django.cache_size", "must be at least 1".into()));
-        }
-        if self.pool_size == 0 || self.pool_size > 64 {
-            return Err(rejected("django.pool_size", format!("{} is not between 1 and 64", self.pool_size)));
-        }
-        if self.query_timeout.0.is_zero() {
-            return Err(rejected("django.query_timeout", "must be more than 0".into()));
-        }
-        let ident = |key: &'static str, v: &str| Ident::new(v).map_err(|e| rejected(key, e.to_string()));
-        let optional = |key: &'static str, v: &str| {
+        let cache = CacheSettings {
+            ttl: check.duration("django.cache_ttl", self.cache_ttl, Duration::ZERO)?,
+            negative_ttl: check.duration("django.cache_negative_ttl", self.cache_negative_ttl, Duration::ZERO)?,
+            size: check.count("django.cache_size", self.cache_size, 1..=u64::MAX)?,
+        };
+        let ident = |key: &str, v: &str| Ident::new(v).map_err(|e| rejected(key, e.to_string()));
+        let optional = |key: &str, v: &str| {
             if v.is_empty() {
                 Ok(None)
             } else {
@@ -286,31 +278,26 @@ impl DjangoConfig {
                 is_staff: optional("django.user_is_staff_column", &self.user_is_staff_column)?,
                 is_superuser: optional("django.user_is_superuser_column", &self.user_is_superuser_column)?,
             },
-            pool_size: self.pool_size,
-            query_timeout: self.query_timeout.0,
+            pool_size: check.count("django.pool_size", self.pool_size, 1..=MAX_POOL_SIZE)?,
+            query_timeout: check.duration("django.query_timeout", self.query_timeout, MIN_TIMER)?,
         };
         if self.session_store_class.is_empty() {
             return Err(rejected("django.session_store_class", "must name a class, like \"SessionStore\"".into()));
         }
-        self.resolved = Some(Box::new(BridgeSettings {
+        Ok(BridgeSettings {
             secret_key,
             secret_key_fallbacks: fallbacks,
             engine: self.session_engine,
             database,
             session_cookie_name: name.clone(),
-            session_cookie_age: Duration::from_secs(self.session_cookie_age),
+            session_cookie_age: Duration::from_secs(cookie_age),
             session_store_class: self.session_store_class.clone(),
             authentication_backends: self.authentication_backends.clone(),
             check_is_active: self.check_is_active,
             store,
-            cache: CacheSettings {
-                ttl: self.cache_ttl.0,
-                negative_ttl: self.cache_negative_ttl.0,
-                size: self.cache_size,
-            },
+            cache,
             on_store_error: self.on_store_error,
-        }));
-        Ok(())
+        })
     }
 
     /// SECRET_KEY_FALLBACKS from a JSON array in a variable, or one key per line in a file.
@@ -362,7 +349,7 @@ database = "sqlite:///srv/site/db.sqlite3"
         let env: HashMap<&str, &str> =
             [("DJANGO_SECRET_KEY", "k"), ("DJANGO_SECRET_KEY_FALLBACKS", r#"["old1","old2"]"#)].into();
         let config = parse(EXAMPLE, &env).unwrap();
-        let s = config.django.as_ref().unwrap().bridge_settings().unwrap();
+        let s = config.django.clone().unwrap();
         assert_eq!(s.secret_key.expose(), "k");
         assert_eq!(s.secret_key_fallbacks.iter().map(|k| k.expose()).collect::<Vec<_>>(), ["old1", "old2"]);
         assert_eq!(s.database, Database::Sqlite(PathBuf::from("/srv/site/db.sqlite3")));
@@ -378,7 +365,7 @@ database = "sqlite:///srv/site/db.sqlite3"
     #[test]
     fn unset_fallbacks_variable_means_no_fallbacks() {
         let env: HashMap<&str, &str> = [("DJANGO_SECRET_KEY", "k")].into();
-        let s = parse(EXAMPLE, &env).unwrap().django.unwrap().bridge_settings().unwrap();
+        let s = parse(EXAMPLE, &env).unwrap().django.unwrap();
         assert!(s.secret_key_fallbacks.is_empty());
     }
 
@@ -426,7 +413,7 @@ on_store_error = "anonymous"
 "#;
         let env: HashMap<&str, &str> = [("K", "k"), ("DB", "postgres://sy:pw@127.0.0.1/site")].into();
         let config = parse(text, &env).unwrap();
-        let s = config.django.as_ref().unwrap().bridge_settings().unwrap();
+        let s = config.django.clone().unwrap();
         assert_eq!(s.store.users.pk_type, PkType::Uuid);
         assert!(s.store.users.is_superuser.is_none());
         assert_eq!(s.on_store_error, StoreErrorPolicy::Anonymous);
@@ -445,7 +432,7 @@ on_store_error = "anonymous"
         );
         let env: HashMap<&str, &str> = HashMap::new();
         let config = super::super::parse(&text, "t.toml", dir.path(), &env).unwrap();
-        let s = config.django.unwrap().bridge_settings().unwrap();
+        let s = config.django.unwrap();
         assert_eq!(s.secret_key.expose(), "file-key");
         assert_eq!(s.secret_key_fallbacks.iter().map(|k| k.expose()).collect::<Vec<_>>(), ["old-1", "old-2"]);
     }

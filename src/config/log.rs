@@ -2,13 +2,27 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::check::Check;
+use super::ConfigError;
+
 /// `info` shows start-up, one access line per request and warnings; `debug` adds client mistakes.
 pub const DEFAULT_LEVEL: &str = "info";
 
-/// The `[log]` section.
+/// The validated `[log]` section.
+#[derive(Clone, Debug)]
+pub struct LogConfig {
+    /// A tracing filter that parses (`RUST_LOG` still overrides it).
+    pub level: String,
+    /// Log line format.
+    pub format: LogFormat,
+    /// One access line per request.
+    pub access: bool,
+}
+
+/// The `[log]` section as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct LogConfig {
+pub(super) struct LogSection {
     /// A tracing filter ("info", "debug", "switchyard=debug,info"); `RUST_LOG` overrides it.
     /// Default: "info".
     #[serde(default = "default_level")]
@@ -32,9 +46,24 @@ pub enum LogFormat {
     Json,
 }
 
-impl Default for LogConfig {
+impl Default for LogSection {
     fn default() -> Self {
         Self { level: default_level(), format: LogFormat::Text, access: true }
+    }
+}
+
+impl LogSection {
+    pub(super) fn validate(&self, check: &Check) -> Result<LogConfig, ConfigError> {
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.level) {
+            return Err(check.reject(
+                "log.level",
+                format!(
+                    "`{}` is not a log filter ({e}): write \"info\", \"debug\" or \"switchyard=debug,info\"",
+                    self.level
+                ),
+            ));
+        }
+        Ok(LogConfig { level: self.level.clone(), format: self.format, access: self.access })
     }
 }
 

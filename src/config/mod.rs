@@ -1,9 +1,18 @@
 //! Configuration: the TOML schema, its defaults, and validation with file, line and column.
 //!
-//! One path: read the file → deserialize (unknown keys are errors) → validate → a typed
-//! [`Config`]. Nothing downstream re-checks strings. [`parse`] takes `&str` so tests never
-//! touch the filesystem. Each module gets its own section struct.
+//! One path: read the file → deserialize into the section structs (`*Section`: exactly
+//! what the user writes; unknown keys are errors) → validate → the typed [`Config`], whose
+//! parts (`ServerConfig`, `UpstreamConfig`, `WebsocketConfig`, `RouteConfig`,
+//! [`BridgeSettings`], …) are what each module receives: durations as `Duration`, sizes as
+//! numbers, secrets read, every bound checked once in [`check`]. Nothing downstream
+//! re-checks strings. [`parse`] takes `&str` so tests never touch the filesystem.
+//!
+//! `config` depends on no other module of the crate; the modules depend on it.
 
+mod bridge;
+mod channels;
+mod check;
+mod commands;
 mod django;
 mod env;
 mod log;
@@ -12,46 +21,90 @@ mod units;
 mod upstream;
 mod websocket;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use toml::de::{DeTable, DeValue};
 
-pub use self::django::DjangoConfig;
+pub use self::bridge::{
+    BadIdent, BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy, StoreSettings,
+    UnknownDatabaseScheme, UserTable, DEFAULT_AUTHENTICATION_BACKEND, DEFAULT_CACHE_NEGATIVE_TTL, DEFAULT_CACHE_SIZE,
+    DEFAULT_CACHE_TTL, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE,
+    DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
+};
+pub use self::channels::{
+    is_channel_name, BrokerConfig, BrokerKind, ChannelConfig, ChannelPattern, Permission, SlowReader,
+};
+pub use self::check::{MAX_DURATION, MIN_TIMER};
+pub use self::commands::{is_command_name, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern};
 pub use self::env::{read_secret, Env, ProcessEnv, Secret, SecretError};
 pub use self::log::{LogConfig, LogFormat};
 pub use self::server::{ServerConfig, TlsConfig, TrustedProxy};
 pub use self::units::{Addrs, ByteSize, ConfigDuration};
 pub use self::upstream::{UpstreamConfig, UpstreamUrl};
-pub use self::websocket::{
-    is_command_name, AuthRule, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern, Commands,
-    Origin, Protocol, RouteConfig, RoutePath, WebsocketConfig, WebsocketMode,
-};
+pub use self::websocket::{AuthRule, Origin, Protocol, RouteConfig, RoutePath, WebsocketConfig, WebsocketMode};
 
-/// The whole configuration file.
+use self::check::Check;
+
+/// The validated configuration: one typed slice per module.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listeners, TLS, timeouts of the downstream side.
+    pub server: ServerConfig,
+    /// The Django server plain HTTP goes to.
+    pub upstream: UpstreamConfig,
+    /// Logging.
+    pub log: LogConfig,
+    /// Rules every WebSocket shares.
+    pub websocket: WebsocketConfig,
+    /// Per-URL WebSocket rules, first match wins.
+    pub routes: Vec<RouteConfig>,
+    /// Where commands run, keyed by pattern.
+    pub commands: BTreeMap<CommandPattern, CommandConfig>,
+    /// What every call to Django shares, the signing secret included.
+    pub backends: BackendsConfig,
+    /// The session bridge's settings; `None` without a `[django]` section (all anonymous).
+    pub django: Option<BridgeSettings>,
+    /// Channel rules, first match wins.
+    pub channels: Vec<ChannelConfig>,
+    /// How events reach every node.
+    pub broker: BrokerConfig,
+    /// The file as read, defaults filled in, for `switchyard check`.
+    effective: ConfigFile,
+}
+
+/// The whole file, as written (plus defaults). Only `config` sees it.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct Config {
+struct ConfigFile {
     /// Listeners and shutdown (`[server]`).
-    pub server: ServerConfig,
+    server: server::ServerSection,
     /// The Django server plain HTTP goes to (`[upstream]`).
-    pub upstream: UpstreamConfig,
+    upstream: upstream::UpstreamSection,
     /// Logging (`[log]`).
     #[serde(default)]
-    pub log: LogConfig,
+    log: log::LogSection,
     /// Rules every WebSocket shares (`[websocket]`).
     #[serde(default)]
-    pub websocket: WebsocketConfig,
+    websocket: websocket::WebsocketSection,
     /// Per-URL WebSocket rules (`[[routes]]`), first match wins.
     #[serde(default)]
-    pub routes: Vec<RouteConfig>,
+    routes: Vec<websocket::RouteSection>,
     /// Where commands run (`[commands."PATTERN"]`).
     #[serde(default)]
-    pub commands: Commands,
+    commands: BTreeMap<CommandPattern, commands::CommandSection>,
     /// What every call to Django shares (`[backends]`).
     #[serde(default)]
-    pub backends: BackendsConfig,
+    backends: commands::BackendsSection,
     /// Reading Django's sessions and users (`[django]`); without it every socket is anonymous.
-    pub django: Option<DjangoConfig>,
+    django: Option<django::DjangoSection>,
+    /// Channel rules (`[[channels]]`), first match wins; a channel no rule matches is refused.
+    #[serde(default)]
+    channels: Vec<channels::ChannelSection>,
+    /// How events reach every node (`[broker]`).
+    #[serde(default)]
+    broker: channels::BrokerSection,
 }
 
 /// A config that cannot be used; `Display` is the message for the operator.
@@ -60,16 +113,21 @@ pub enum ConfigError {
     /// The file could not be read.
     #[error("cannot read config file {path}: {source}")]
     Unreadable { path: String, source: std::io::Error },
-    /// The TOML is malformed, a key is unknown or a value is wrong.
+    /// The TOML is malformed, a key is unknown or a value is of the wrong form.
     #[error("{origin}:{line}:{column}: {message}{}", hint_suffix(.hint))]
     Invalid { origin: String, line: usize, column: usize, message: String, hint: Option<String> },
-    /// The file is well-formed but a setting is missing or contradicts another.
-    #[error("{origin}: {key}: {message}")]
-    Rejected { origin: String, key: &'static str, message: String },
+    /// A value is out of its bounds, a setting is missing or contradicts another; `at` is
+    /// the line and column of the value when the file spells it out.
+    #[error("{origin}{}: {key}: {message}", at_suffix(.at))]
+    Rejected { origin: String, at: Option<(usize, usize)>, key: String, message: String },
 }
 
 fn hint_suffix(hint: &Option<String>) -> String {
     hint.as_ref().map(|h| format!("\n  hint: {h}")).unwrap_or_default()
+}
+
+fn at_suffix(at: &Option<(usize, usize)>) -> String {
+    at.map(|(line, column)| format!(":{line}:{column}")).unwrap_or_default()
 }
 
 /// Reads and validates the config file at `path`; relative paths inside it start at its folder.
@@ -82,81 +140,66 @@ pub fn load(path: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
 
 /// Parses and validates config text; `origin` names it in errors, `base` anchors relative paths.
 pub fn parse(text: &str, origin: &str, base: &Path, env: &dyn Env) -> Result<Config, ConfigError> {
-    let mut config: Config = toml::from_str(text).map_err(|e| invalid(text, origin, &e))?;
-    config.anchor_paths(base);
-    config.validate(origin)?;
-    config.read_secrets(origin, env)?;
-    Ok(config)
+    let mut file: ConfigFile = toml::from_str(text).map_err(|e| invalid(text, origin, &e))?;
+    file.anchor_paths(base);
+    let check = Check::new(origin, text);
+    file.validate(&check, env)
 }
 
 impl Config {
-    /// The effective config as TOML, secrets masked, for `switchyard check`.
+    /// The effective config as TOML (the file with every default filled in, relative paths
+    /// anchored, secrets and passwords masked), for `switchyard check`.
     pub fn to_toml(&self) -> String {
-        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+        toml::to_string_pretty(&self.effective).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
     }
+}
 
+impl ConfigFile {
     fn anchor_paths(&mut self, base: &Path) {
-        if let Some(tls) = &mut self.server.tls {
-            tls.cert = anchored(base, &tls.cert);
-            tls.key = anchored(base, &tls.key);
-        }
-        if let Some(file) = &mut self.backends.secret_file {
-            *file = anchored(base, file);
-        }
+        self.server.anchor_paths(base);
+        self.backends.anchor_paths(base);
         if let Some(django) = &mut self.django {
             django.anchor_paths(base);
         }
     }
 
-    /// True when something calls Django views (commands or hooks), so calls must be signed.
-    fn calls_backends(&self) -> bool {
-        !self.commands.is_empty() || self.routes.iter().any(|r| r.on_connect.is_some() || r.on_disconnect.is_some())
-    }
-
-    fn read_secrets(&mut self, origin: &str, env: &dyn Env) -> Result<(), ConfigError> {
-        if let Some(django) = &mut self.django {
-            django.resolve(origin, env)?;
-        }
-        let backends = &mut self.backends;
-        let secret = read_secret(env, backends.secret_env.as_deref(), backends.secret_file.as_deref());
-        backends.secret = secret.map_err(|e| ConfigError::Rejected {
-            origin: origin.to_string(),
-            key: "backends.secret_env",
-            message: e.to_string(),
-        })?;
-        if backends.secret.is_none() && self.calls_backends() {
-            return Err(ConfigError::Rejected {
-                origin: origin.to_string(),
-                key: "backends.secret_env",
-                message: "calls to Django are signed: add secret_env = \"SWITCHYARD_BACKEND_SECRET\" (or secret_file) to [backends]".into(),
-            });
-        }
-        Ok(())
-    }
-
-    fn validate(&self, origin: &str) -> Result<(), ConfigError> {
-        let rejected = |key, message: &str| ConfigError::Rejected {
-            origin: origin.to_string(),
-            key,
-            message: message.to_string(),
-        };
-        let tls_listeners = self.server.tls.as_ref().map_or(0, |t| t.listen.0.len());
-        if self.server.listen.0.is_empty() && tls_listeners == 0 {
-            return Err(rejected(
-                "server.listen",
-                "no listener: write listen = [\"127.0.0.1:8080\"] in [server] or add [server.tls]",
+    /// Each section into its typed config, then the rules that span sections.
+    fn validate(self, check: &Check, env: &dyn Env) -> Result<Config, ConfigError> {
+        let server = self.server.validate(check)?;
+        let routes = (self.routes.iter().enumerate())
+            .map(|(i, route)| route.validate(check, &format!("routes[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let backends = self.backends.validate(check, env)?;
+        let commands = (self.commands.iter())
+            .map(|(pattern, c)| {
+                Ok((pattern.clone(), c.validate(check, &format!("commands.\"{}\"", pattern.0), &backends)?))
+            })
+            .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
+        let channels = (self.channels.iter().enumerate())
+            .map(|(i, rule)| rule.validate(check, &format!("channels[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let calls_backends = !commands.is_empty()
+            || routes.iter().any(|r| r.on_connect.is_some() || r.on_disconnect.is_some())
+            || channels.iter().any(|c| c.authorize.is_some());
+        if backends.secret.is_none() && calls_backends {
+            return Err(check.reject(
+                "backends.secret_env",
+                "calls to Django are signed: add secret_env = \"SWITCHYARD_BACKEND_SECRET\" (or secret_file) to [backends]",
             ));
         }
-        if self.backends.secret_env.is_some() && self.backends.secret_file.is_some() {
-            return Err(rejected("backends.secret_file", "write secret_env or secret_file, not both"));
-        }
-        if self.server.redirect_to_https && tls_listeners == 0 {
-            return Err(rejected(
-                "server.redirect_to_https",
-                "there is no TLS listener to redirect to: add [server.tls] or set it to false",
-            ));
-        }
-        Ok(())
+        Ok(Config {
+            server,
+            upstream: self.upstream.validate(check)?,
+            log: self.log.validate(check)?,
+            websocket: self.websocket.validate(check)?,
+            routes,
+            commands,
+            backends,
+            django: self.django.as_ref().map(|d| d.validate(check, env)).transpose()?,
+            channels,
+            broker: self.broker.validate(),
+            effective: self,
+        })
     }
 }
 
@@ -168,13 +211,17 @@ fn anchored(base: &Path, path: &Path) -> PathBuf {
     }
 }
 
-/// Turns toml's error into one with file, line, column and, for unknown keys, a suggestion.
+/// Turns toml's error into one with file, line, column and, for unknown keys, the table
+/// they were found in and a suggestion.
 fn invalid(text: &str, origin: &str, err: &toml::de::Error) -> ConfigError {
     let offset = err.span().map_or(0, |s| s.start);
     let (line, column) = line_column(text, offset);
     let mut message = err.message().trim().to_string();
-    if let Some(table) = enclosing_table(text, offset) {
-        message = message.replacen("unknown field", &format!("unknown key in [{table}]:"), 1);
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        message = match enclosing_table(text, offset) {
+            Some(table) if !table.is_empty() => format!("unknown key in [{table}]: {rest}"),
+            _ => format!("unknown table or top-level key: {rest}"),
+        };
     }
     ConfigError::Invalid { origin: origin.to_string(), line, column, hint: suggestion(err.message()), message }
 }
@@ -187,14 +234,39 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, before[line_start..].chars().count() + 1)
 }
 
-/// The `[table]` header above `offset`, if any.
-fn enclosing_table(text: &str, offset: usize) -> Option<&str> {
-    text[..offset.min(text.len())]
-        .lines()
-        .rev()
-        .map(str::trim)
-        .find(|l| l.starts_with('['))
-        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim())
+/// The dotted name of the table holding the key that starts at `offset` ("" for the top
+/// level): found in the parsed document, so `[a.b]`, `[[routes]]`, inline tables and dotted
+/// keys are all named by where they really are.
+fn enclosing_table(text: &str, offset: usize) -> Option<String> {
+    let tree = DeTable::parse(text).ok()?;
+    let mut path = Vec::new();
+    key_path(tree.get_ref(), offset, &mut path).then(|| path.join("."))
+}
+
+/// True when a key of `table` (at any depth) starts at `offset`; `path` then names its table.
+fn key_path(table: &DeTable, offset: usize, path: &mut Vec<String>) -> bool {
+    for (key, value) in table.iter() {
+        if key.span().start == offset {
+            return true;
+        }
+        let tables: Vec<&DeTable> = match value.get_ref() {
+            DeValue::Table(inner) => vec![inner],
+            DeValue::Array(items) => items
+                .iter()
+                .filter_map(|item| match item.get_ref() {
+                    DeValue::Table(inner) => Some(inner),
+                    _ => None,
+                })
+                .collect(),
+            _ => continue,
+        };
+        path.push(key.get_ref().to_string());
+        if tables.into_iter().any(|inner| key_path(inner, offset, path)) {
+            return true;
+        }
+        path.pop();
+    }
+    false
 }
 
 /// "did you mean `listen`?" for serde's "unknown field `listn`, expected one of `listen`, …"

@@ -1,29 +1,64 @@
 //! `[server]` and `[server.tls]`: where Switchyard listens and whom it believes.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::check::{Check, MIN_TIMER};
 use super::units::{Addrs, ConfigDuration};
+use super::ConfigError;
 
 /// Grace period after SIGTERM: long enough for a slow Django page, short enough for a deploy.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// A browser sends its request head at once; 30 s only lets slow-loris clients hold sockets.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// The `[server]` section.
+/// Worker threads are runtimes with their own pools; more than this is a typo.
+pub const MAX_WORKERS: usize = 1024;
+
+/// The validated `[server]` section: what the listeners receive.
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    /// Plain-HTTP listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// TLS listeners, when configured.
+    pub tls: Option<TlsConfig>,
+    /// Peers whose forwarding headers are believed.
+    pub trusted_proxies: Vec<TrustedProxy>,
+    /// Plain HTTP gets a 308 to the first TLS listener.
+    pub redirect_to_https: bool,
+    /// How long in-flight requests may run after SIGTERM/SIGINT.
+    pub shutdown_grace: Duration,
+    /// How long a downstream may take to send a request head.
+    pub header_read_timeout: Duration,
+    /// Worker threads to run (0 in the file is resolved to one per core).
+    pub workers: usize,
+}
+
+/// The validated `[server.tls]` section.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// TLS listen addresses.
+    pub listen: Vec<SocketAddr>,
+    /// PEM certificate chain, anchored at the config's folder.
+    pub cert: PathBuf,
+    /// PEM private key, anchored at the config's folder.
+    pub key: PathBuf,
+}
+
+/// The `[server]` section as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServerConfig {
+pub(super) struct ServerSection {
     /// Plain-HTTP listen addresses: one "IP:PORT" or a list. Default: none.
     #[serde(default)]
     pub listen: Addrs,
     /// TLS listeners, certificate and key (see `[server.tls]`). Default: no TLS.
-    pub tls: Option<TlsConfig>,
+    pub tls: Option<TlsSection>,
     /// Peers (addresses or CIDR ranges) whose X-Forwarded-For/-Proto/-Host headers are
     /// believed, e.g. a TLS-terminating load balancer. From anyone else they are replaced.
     /// Default: none.
@@ -41,15 +76,15 @@ pub struct ServerConfig {
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: ConfigDuration,
     /// Worker threads, each with its own listeners and upstream pool; 0 means one per CPU
-    /// core. Default: 0.
+    /// core, at most 1024. Default: 0.
     #[serde(default)]
     pub workers: usize,
 }
 
-/// The `[server.tls]` section.
+/// The `[server.tls]` section as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct TlsConfig {
+pub(super) struct TlsSection {
     /// TLS listen addresses: one "IP:PORT" or a list. Required.
     pub listen: Addrs,
     /// PEM certificate chain, leaf first. Relative paths start at the config file's folder.
@@ -70,15 +105,50 @@ fn default_header_read_timeout() -> ConfigDuration {
     ConfigDuration(DEFAULT_HEADER_READ_TIMEOUT)
 }
 
-impl ServerConfig {
-    /// The number of worker threads to run: `workers`, or one per core when it is 0.
-    pub fn worker_threads(&self) -> usize {
-        match self.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
-            n => n,
+impl ServerSection {
+    pub(super) fn anchor_paths(&mut self, base: &Path) {
+        if let Some(tls) = &mut self.tls {
+            tls.cert = super::anchored(base, &tls.cert);
+            tls.key = super::anchored(base, &tls.key);
         }
     }
 
+    pub(super) fn validate(&self, check: &Check) -> Result<ServerConfig, ConfigError> {
+        let tls = self.tls.as_ref().map(|t| TlsConfig {
+            listen: t.listen.0.clone(),
+            cert: t.cert.clone(),
+            key: t.key.clone(),
+        });
+        let tls_listeners = tls.as_ref().map_or(0, |t| t.listen.len());
+        if self.listen.0.is_empty() && tls_listeners == 0 {
+            return Err(check.reject(
+                "server.listen",
+                "no listener: write listen = [\"127.0.0.1:8080\"] in [server] or add [server.tls]",
+            ));
+        }
+        if self.redirect_to_https && tls_listeners == 0 {
+            return Err(check.reject(
+                "server.redirect_to_https",
+                "there is no TLS listener to redirect to: add [server.tls] or set it to false",
+            ));
+        }
+        let workers = match check.count("server.workers", self.workers, 0..=MAX_WORKERS)? {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        Ok(ServerConfig {
+            listen: self.listen.0.clone(),
+            tls,
+            trusted_proxies: self.trusted_proxies.clone(),
+            redirect_to_https: self.redirect_to_https,
+            shutdown_grace: check.duration("server.shutdown_grace", self.shutdown_grace, Duration::ZERO)?,
+            header_read_timeout: check.duration("server.header_read_timeout", self.header_read_timeout, MIN_TIMER)?,
+            workers,
+        })
+    }
+}
+
+impl ServerConfig {
     /// True when `peer`'s forwarding headers are to be believed.
     pub fn trusts(&self, peer: IpAddr) -> bool {
         let peer = peer.to_canonical();

@@ -19,17 +19,17 @@ url = "http://127.0.0.1:8000"
 #[test]
 fn minimal_file_from_the_readme_loads_with_defaults() {
     let config = parse_str(MINIMAL).unwrap();
-    assert_eq!(config.server.listen.0, vec!["127.0.0.1:8080".parse().unwrap()]);
+    assert_eq!(config.server.listen, vec!["127.0.0.1:8080".parse().unwrap()]);
     assert_eq!(config.upstream.url, UpstreamUrl::Tcp { authority: "127.0.0.1:8000".into() });
-    assert_eq!(config.upstream.connect_timeout.0, Duration::from_secs(5));
-    assert_eq!(config.server.shutdown_grace.0, Duration::from_secs(30));
+    assert_eq!(config.upstream.connect_timeout, Duration::from_secs(5));
+    assert_eq!(config.server.shutdown_grace, Duration::from_secs(30));
     assert!(config.server.tls.is_none());
 }
 
 #[test]
 fn listen_takes_a_single_string() {
     let config = parse_str("[server]\nlisten = \"127.0.0.1:1\"\n[upstream]\nurl = \"unix:/run/g.sock\"\n").unwrap();
-    assert_eq!(config.server.listen.0.len(), 1);
+    assert_eq!(config.server.listen.len(), 1);
 }
 
 #[test]
@@ -95,12 +95,183 @@ fn trusted_proxies_take_addresses_and_ranges() {
     assert!(!config.server.trusts("192.168.0.1".parse().unwrap()));
 }
 
+/// What `switchyard check` prints for [`MINIMAL`]: written by hand from the defaults that
+/// config.example.toml documents, so a changed default or a key that stops printing shows.
+const MINIMAL_EFFECTIVE: &str = r#"routes = []
+channels = []
+
+[server]
+listen = ["127.0.0.1:8080"]
+trusted_proxies = []
+redirect_to_https = false
+shutdown_grace = "30s"
+header_read_timeout = "30s"
+workers = 0
+
+[upstream]
+url = "http://127.0.0.1:8000"
+connect_timeout = "5s"
+response_timeout = "1m"
+pool_idle_timeout = "30s"
+pool_max_idle = 64
+max_request_body = "100MiB"
+
+[log]
+level = "info"
+format = "text"
+access = true
+
+[websocket]
+accept_all = false
+ping_interval = "25s"
+idle_timeout = "75s"
+max_per_user = 50
+max_per_ip = 500
+outbox_messages = 256
+outbox_bytes = "1MiB"
+max_in_flight = 16
+max_state_size = "64KiB"
+revalidate = "1m"
+read_buffer_size = "4KiB"
+resume_ttl = "5m"
+max_subscriptions = 256
+
+[commands]
+
+[backends]
+timeout = "5s"
+forward_cookie = true
+max_reply_size = "1MiB"
+
+[broker]
+kind = "local"
+"#;
+
 #[test]
-fn effective_config_prints_back_and_parses_again() {
-    let config = parse_str(MINIMAL).unwrap();
-    let printed = config.to_toml();
-    assert!(printed.contains("connect_timeout = \"5s\""), "{printed}");
-    parse_str(&printed).unwrap();
+fn effective_config_spells_out_every_documented_default() {
+    assert_eq!(parse_str(MINIMAL).unwrap().to_toml(), MINIMAL_EFFECTIVE);
+}
+
+#[test]
+fn effective_config_parses_back_to_the_values_written() {
+    let text = r#"
+[server]
+listen = "127.0.0.1:9000"
+header_read_timeout = "1500ms"
+workers = 3
+[upstream]
+url = "unix:/run/gunicorn.sock"
+response_timeout = "2h"
+max_request_body = "10MB"
+[websocket]
+ping_interval = "90s"
+outbox_messages = 1
+[[routes]]
+path = "/ws/*"
+protocol = "broadcast"
+max_message_size = "3KiB"
+"#;
+    let printed = parse_str(text).unwrap().to_toml();
+    let again = parse_str(&printed).unwrap();
+    assert_eq!(again.server.listen, ["127.0.0.1:9000".parse().unwrap()]);
+    assert_eq!(again.server.header_read_timeout, Duration::from_millis(1500));
+    assert_eq!(again.server.workers, 3);
+    assert_eq!(again.upstream.url, UpstreamUrl::Unix { path: "/run/gunicorn.sock".into() });
+    assert_eq!(again.upstream.response_timeout, Duration::from_secs(7200));
+    assert_eq!(again.upstream.max_request_body, 10_000_000);
+    assert_eq!(again.websocket.ping_interval, Duration::from_secs(90));
+    assert_eq!(again.websocket.outbox_messages, 1);
+    assert_eq!(again.routes[0].path, RoutePath::Prefix("/ws/".into()));
+    assert_eq!(again.routes[0].protocol, Protocol::Broadcast);
+    assert_eq!(again.routes[0].max_message_size, 3 << 10);
+}
+
+#[test]
+fn zero_ping_interval_is_rejected_with_key_line_and_smallest_value() {
+    let err = parse_str(&format!("{MINIMAL}[websocket]\nping_interval = \"0s\"\n")).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "switchyard.toml:7:17: websocket.ping_interval: \"0s\" is too small: the smallest allowed value is \"1ms\""
+    );
+}
+
+#[test]
+fn zero_max_in_flight_is_rejected() {
+    let err = parse_str(&format!("{MINIMAL}[websocket]\nmax_in_flight = 0\n")).unwrap_err().to_string();
+    assert!(err.ends_with("websocket.max_in_flight: 0 is too small: the smallest allowed value is 1"), "{err}");
+}
+
+#[test]
+fn zero_outbox_messages_is_rejected_not_rounded_up() {
+    let err = parse_str(&format!("{MINIMAL}[websocket]\noutbox_messages = 0\n")).unwrap_err().to_string();
+    assert!(err.contains("websocket.outbox_messages: 0 is too small"), "{err}");
+}
+
+/// Every timer, size and count a module would choke on, at a value past its bound: each is
+/// refused by key (no value reaches a zero interval, an `Instant` overflow or a huge buffer).
+#[test]
+fn every_bounded_value_is_refused_past_its_bound_by_key() {
+    let cases = [
+        ("[server]", "header_read_timeout = \"0s\"", "server.header_read_timeout"),
+        ("[server]", "shutdown_grace = \"10000h\"", "server.shutdown_grace"),
+        ("[server]", "workers = 100000", "server.workers"),
+        ("[upstream]", "connect_timeout = \"0ms\"", "upstream.connect_timeout"),
+        ("[upstream]", "response_timeout = \"0s\"", "upstream.response_timeout"),
+        ("[upstream]", "pool_idle_timeout = \"0s\"", "upstream.pool_idle_timeout"),
+        ("[websocket]", "idle_timeout = \"0s\"", "websocket.idle_timeout"),
+        ("[websocket]", "revalidate = \"0s\"", "websocket.revalidate"),
+        ("[websocket]", "ping_interval = \"9999999999h\"", "websocket.ping_interval"),
+        ("[websocket]", "max_per_user = 0", "websocket.max_per_user"),
+        ("[websocket]", "max_per_ip = 0", "websocket.max_per_ip"),
+        ("[websocket]", "outbox_bytes = \"0B\"", "websocket.outbox_bytes"),
+        ("[websocket]", "max_state_size = \"1B\"", "websocket.max_state_size"),
+        ("[websocket]", "read_buffer_size = \"0B\"", "websocket.read_buffer_size"),
+        ("[websocket]", "read_buffer_size = \"64GiB\"", "websocket.read_buffer_size"),
+        ("[backends]", "timeout = \"0s\"", "backends.timeout"),
+        ("[backends]", "max_reply_size = \"0B\"", "backends.max_reply_size"),
+        ("[[routes]]\npath = \"/ws/\"", "max_message_size = \"0B\"", "routes[0].max_message_size"),
+        ("[log]", "level = \"info,[\"", "log.level"),
+    ];
+    for (table, line, key) in cases {
+        let text = match MINIMAL.contains(table) {
+            true => MINIMAL.replace(&format!("{table}\n"), &format!("{table}\n{line}\n")),
+            false => format!("{MINIMAL}{table}\n{line}\n"),
+        };
+        let line_number = text.lines().position(|l| l == line).unwrap() + 1;
+        let err = parse_str(&text).unwrap_err().to_string();
+        let at = format!("switchyard.toml:{line_number}:");
+        assert!(err.starts_with(&at) && err.contains(&format!(" {key}: ")), "{line}: {err}");
+    }
+}
+
+#[test]
+fn command_timeout_is_bounded_under_its_quoted_pattern() {
+    let env: HashMap<&str, &str> = [("SY_SECRET", "s3cret")].into();
+    let text = WITH_ROUTES.replace("timeout = \"2s\"", "timeout = \"0s\"");
+    let err = parse(&text, "t.toml", Path::new("/"), &env).unwrap_err().to_string();
+    assert!(err.starts_with("t.toml:21:11: commands.\"chat.*\".timeout: \"0s\" is too small"), "{err}");
+}
+
+#[test]
+fn unknown_top_level_table_is_reported_as_a_table() {
+    let err = parse_str(&format!("{MINIMAL}[chanels]\npattern = \"x\"\n")).unwrap_err().to_string();
+    assert!(err.starts_with("switchyard.toml:6:2: unknown table or top-level key: `chanels`"), "{err}");
+    assert!(!err.contains("[]"), "{err}");
+}
+
+#[test]
+fn unknown_key_in_a_nested_table_names_that_table() {
+    let text = format!("{MINIMAL}[server.tls]\nlisten = \"127.0.0.1:1\"\ncert = \"c\"\nkey = \"k\"\nciphers = 1\n");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.starts_with("switchyard.toml:10:1: unknown key in [server.tls]: `ciphers`"), "{err}");
+    let err = parse_str(&format!("{MINIMAL}[[routes]]\npath = \"/ws/\"\npaht = 1\n")).unwrap_err().to_string();
+    assert!(err.contains("unknown key in [routes]: `paht`") && err.contains("did you mean `path`?"), "{err}");
+}
+
+#[test]
+fn subprotocols_must_be_header_tokens() {
+    let err = parse_str(&format!("{MINIMAL}[[routes]]\npath = \"/ws/\"\nsubprotocols = [\"a b\"]\n")).unwrap_err();
+    assert!(err.to_string().contains("routes[0].subprotocols: `a b` is not a subprotocol name"), "{err}");
 }
 
 #[test]
@@ -155,8 +326,9 @@ fn routes_commands_and_backend_secret_load() {
     assert_eq!(config.routes[0].auth, AuthRule::Authenticated);
     assert_eq!(config.routes[0].origins.as_ref().unwrap()[0].0, "https://example.com");
     assert_eq!(config.routes[1].protocol, Protocol::Echo);
-    assert_eq!(config.routes[1].max_message_size.0, 16 << 20);
+    assert_eq!(config.routes[1].max_message_size, 16 << 20);
     assert_eq!(config.backends.secret.as_ref().unwrap().expose(), "s3cret");
+    assert_eq!(config.commands[&CommandPattern("chat.*".into())].timeout, Duration::from_secs(2));
     assert!(!config.to_toml().contains("s3cret"));
 }
 
@@ -177,4 +349,27 @@ fn bad_route_values_point_at_the_value() {
     let err = parse_str(&WITH_ROUTES.replace("protocol = \"echo\"", "protocol = \"ecko\"")).unwrap_err();
     let text = err.to_string();
     assert!(text.contains(":16:12:") && text.contains("did you mean `echo`?"), "{text}");
+}
+
+#[test]
+fn channel_rules_read_as_the_issue_writes_them() {
+    let text = format!(
+        "{MINIMAL}\n[broker]\nkind = \"local\"\n[[channels]]\npattern = \"news\"\nsubscribe = \"anyone\"\nhistory = {{ size = 100, ttl = \"10m\" }}\n[[channels]]\npattern = \"user:{{user_id}}\"\nsubscribe = \"authenticated\"\n[[channels]]\npattern = \"model:*\"\nsubscribe = \"anyone\"\n"
+    );
+    let config = parse_str(&text).unwrap();
+    assert_eq!(config.channels.len(), 3);
+    assert_eq!(config.channels[0].history_size, 100);
+    assert_eq!(config.channels[0].history_ttl, std::time::Duration::from_secs(600));
+    assert_eq!(config.channels[1].pattern.to_string(), "user:{user_id}");
+    assert_eq!(config.channels[2].publish, Permission::Nobody);
+}
+
+#[test]
+fn a_backend_permission_without_authorize_is_refused_at_its_line() {
+    let text = format!("{MINIMAL}\n[[channels]]\npattern = \"team:*\"\nsubscribe = \"backend\"\n");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.contains("channels[0].authorize") && err.contains("add authorize ="), "{err}");
+    let text = format!("{MINIMAL}\n[[channels]]\npattern = \"a b\"\n");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.contains("not a channel pattern"), "{err}");
 }

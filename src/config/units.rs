@@ -9,12 +9,14 @@ use std::time::Duration;
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, Serialize, Serializer};
 
-/// A duration written as a number and a unit: "250ms", "5s", "2m", "1h".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A duration written as a number and a unit: "250ms", "5s", "2m", "1h". `Display` shows it
+/// as TOML would, quoted ("5s").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ConfigDuration(pub Duration);
 
 /// A size in bytes written as a number and a unit: "512B", "64KiB", "1MiB", "2GiB", "10MB".
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// `Display` shows it as TOML would, quoted ("1MiB").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
 /// One socket address or a list of them (`listen = "127.0.0.1:8080"` or `listen = [...]`).
@@ -56,6 +58,12 @@ impl<'de> Deserialize<'de> for ConfigDuration {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Self::parse(&text).ok_or_else(|| de::Error::custom(format!("`{text}` is not {DURATION_HINT}")))
+    }
+}
+
+impl fmt::Display for ConfigDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.spelled())
     }
 }
 
@@ -104,6 +112,12 @@ impl<'de> Deserialize<'de> for ByteSize {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         Self::parse(&text).ok_or_else(|| de::Error::custom(format!("`{text}` is not {SIZE_HINT}")))
+    }
+}
+
+impl fmt::Display for ByteSize {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.spelled())
     }
 }
 

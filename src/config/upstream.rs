@@ -7,7 +7,9 @@ use std::time::Duration;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
+use super::check::{Check, MIN_TIMER};
 use super::units::{ByteSize, ConfigDuration};
+use super::ConfigError;
 
 /// Connecting to a local gunicorn takes microseconds; 5 s means it is down or overloaded.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -20,10 +22,27 @@ pub const DEFAULT_POOL_MAX_IDLE: usize = 64;
 /// Large enough for ordinary uploads; raise it for sites that take big files.
 pub const DEFAULT_MAX_REQUEST_BODY: u64 = 100 << 20;
 
-/// The `[upstream]` section.
+/// The validated `[upstream]` section: what the proxy receives.
+#[derive(Clone, Debug)]
+pub struct UpstreamConfig {
+    /// Where Django listens.
+    pub url: UpstreamUrl,
+    /// Bound on connecting (502 past it).
+    pub connect_timeout: Duration,
+    /// Bound on the upstream's response head (504 past it).
+    pub response_timeout: Duration,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// How many idle pooled connections are kept (0: none).
+    pub pool_max_idle: usize,
+    /// Largest request body forwarded (413 past it).
+    pub max_request_body: u64,
+}
+
+/// The `[upstream]` section as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
-pub struct UpstreamConfig {
+pub(super) struct UpstreamSection {
     /// Where Django listens: "http://127.0.0.1:8000" or "unix:/run/gunicorn.sock". Required.
     pub url: UpstreamUrl,
     /// How long connecting to the upstream may take before the request fails with 502.
@@ -68,6 +87,19 @@ fn default_pool_max_idle() -> usize {
 }
 fn default_max_request_body() -> ByteSize {
     ByteSize(DEFAULT_MAX_REQUEST_BODY)
+}
+
+impl UpstreamSection {
+    pub(super) fn validate(&self, check: &Check) -> Result<UpstreamConfig, ConfigError> {
+        Ok(UpstreamConfig {
+            url: self.url.clone(),
+            connect_timeout: check.duration("upstream.connect_timeout", self.connect_timeout, MIN_TIMER)?,
+            response_timeout: check.duration("upstream.response_timeout", self.response_timeout, MIN_TIMER)?,
+            pool_idle_timeout: check.duration("upstream.pool_idle_timeout", self.pool_idle_timeout, MIN_TIMER)?,
+            pool_max_idle: self.pool_max_idle,
+            max_request_body: self.max_request_body.0,
+        })
+    }
 }
 
 // === impl UpstreamUrl ===

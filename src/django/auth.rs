@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use super::pyjson::{self, PyStr, Value};
 use super::signing::{constant_time_eq, Secret};
+pub use crate::config::PkType;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -116,17 +117,6 @@ impl Identity {
             Identity::Anonymous(_) => None,
         }
     }
-}
-
-/// The type of the user model's primary key, which decides how `_auth_user_id` converts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum PkType {
-    /// AutoField / BigAutoField / IntegerField: `int(value)`.
-    #[default]
-    Int,
-    /// UUIDField: `uuid.UUID(hex=value)` (or `int=` for a JSON integer).
-    Uuid,
 }
 
 /// A converted primary key, ready to bind as a query parameter.

@@ -17,24 +17,7 @@ use moka::future::Cache;
 use moka::Expiry;
 
 use super::auth::Identity;
-
-/// Defaults, beside their options in the `[django]` section.
-pub const DEFAULT_CACHE_TTL: Duration = Duration::from_secs(30);
-pub const DEFAULT_CACHE_NEGATIVE_TTL: Duration = Duration::from_secs(5);
-pub const DEFAULT_CACHE_SIZE: u64 = 100_000;
-
-#[derive(Debug, Clone, Copy)]
-pub struct CacheSettings {
-    pub ttl: Duration,
-    pub negative_ttl: Duration,
-    pub size: u64,
-}
-
-impl Default for CacheSettings {
-    fn default() -> Self {
-        CacheSettings { ttl: DEFAULT_CACHE_TTL, negative_ttl: DEFAULT_CACHE_NEGATIVE_TTL, size: DEFAULT_CACHE_SIZE }
-    }
-}
+use crate::config::CacheSettings;
 
 /// One cached answer.
 #[derive(Debug, Clone)]
@@ -98,6 +81,12 @@ impl IdentityCache {
 
     pub async fn invalidate_session(&self, key: &str) {
         self.inner.invalidate(key).await;
+    }
+
+    /// Drop one key's entry without waiting (see `invalidate_user` for how).
+    pub fn forget_session(&self, key: &str) {
+        let key = key.to_owned();
+        let _ = self.inner.invalidate_entries_if(move |k, _| *k == key);
     }
 
     /// Drop every entry that claims user `id` (the pk as a string). Scans lazily; meant

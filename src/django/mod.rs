@@ -26,31 +26,23 @@ pub mod signing;
 pub mod store;
 pub mod whois;
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use auth::{Anonymous, Identity, PkType, User};
-pub use cache::CacheSettings;
+pub use auth::{Anonymous, Identity, User};
 use cache::{Entry, IdentityCache};
-use signing::{Secret, Signer, SigningError};
+// The bridge's settings are config's types (config depends on no module; modules on it).
+pub use crate::config::{
+    BadIdent, BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy, StoreSettings,
+    UnknownDatabaseScheme, UserTable, DEFAULT_AUTHENTICATION_BACKEND, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT,
+    DEFAULT_SESSION_COOKIE_AGE, DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE,
+    DEFAULT_USER_TABLE,
+};
+use signing::{Signer, SigningError};
 use store::Store;
-pub use store::{BadIdent, Ident, StoreError, StoreSettings, UserTable};
+pub use store::StoreError;
 
-/// Django's defaults, mirrored as the `[django]` defaults.
-pub const DEFAULT_SESSION_COOKIE_NAME: &str = "sessionid";
-/// SESSION_COOKIE_AGE: two weeks.
-pub const DEFAULT_SESSION_COOKIE_AGE: Duration = Duration::from_secs(1_209_600);
-pub const DEFAULT_SESSION_TABLE: &str = "django_session";
-/// The built-in stores are all classes named `SessionStore`, which salts the signature.
-pub const DEFAULT_SESSION_STORE_CLASS: &str = "SessionStore";
-pub const DEFAULT_AUTHENTICATION_BACKEND: &str = "django.contrib.auth.backends.ModelBackend";
-pub const DEFAULT_USER_TABLE: &str = "auth_user";
-/// Few connections: resolutions are cached and each query is a point lookup.
-pub const DEFAULT_POOL_SIZE: usize = 4;
-/// Long enough for a loaded database, short enough that an upgrade fails fast.
-pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(2);
 /// A pk hint unused this long is dropped: well past `revalidate` and the cache TTL.
 const PK_HINT_TTI: Duration = Duration::from_secs(3600);
 /// Store errors are logged at most once per this window, with a count of the rest.
@@ -58,82 +50,6 @@ const STORE_ERROR_LOG_WINDOW: Duration = Duration::from_secs(10);
 /// Django's `_get_new_session_key` makes 32 characters of `[a-z0-9]`; the column holds
 /// 40; `_validate_session_key` refuses fewer than 8.
 const SESSION_KEY_LEN: std::ops::RangeInclusive<usize> = 8..=40;
-
-/// SESSION_ENGINE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Engine {
-    /// `django.contrib.sessions.backends.db`
-    #[default]
-    Db,
-    /// `django.contrib.sessions.backends.cached_db`: the database is authoritative, so
-    /// we read it exactly like `db`.
-    CachedDb,
-    /// `django.contrib.sessions.backends.signed_cookies`: the cookie is the session.
-    SignedCookies,
-}
-
-/// What an upgrade gets when the database cannot be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum StoreErrorPolicy {
-    /// Refuse: the caller answers 503 (default; a login wall must not open by accident).
-    #[default]
-    Refuse,
-    /// Treat the request as anonymous.
-    Anonymous,
-}
-
-/// Where Django's database is. `Debug` hides a PostgreSQL URL (it may hold a password).
-#[derive(Clone, PartialEq, Eq)]
-pub enum Database {
-    /// `sqlite://` + the path, taken literally.
-    Sqlite(PathBuf),
-    /// A `postgres://` URL (it may hold a password: never log it).
-    Postgres(String),
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("database URL must start with sqlite:// or postgres:// (or postgresql://)")]
-pub struct UnknownDatabaseScheme;
-
-impl std::fmt::Debug for Database {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Database::Sqlite(p) => f.debug_tuple("Sqlite").field(p).finish(),
-            Database::Postgres(_) => f.write_str("Postgres(..)"),
-        }
-    }
-}
-
-impl Database {
-    pub fn parse(url: &str) -> Result<Self, UnknownDatabaseScheme> {
-        if let Some(path) = url.strip_prefix("sqlite://") {
-            return Ok(Database::Sqlite(PathBuf::from(path)));
-        }
-        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            return Ok(Database::Postgres(url.to_owned()));
-        }
-        Err(UnknownDatabaseScheme)
-    }
-}
-
-/// Everything the bridge needs, typed and validated (built from the `[django]` section).
-#[derive(Debug, Clone)]
-pub struct BridgeSettings {
-    pub secret_key: Secret,
-    pub secret_key_fallbacks: Vec<Secret>,
-    pub engine: Engine,
-    pub database: Database,
-    pub session_cookie_name: String,
-    pub session_cookie_age: Duration,
-    pub session_store_class: String,
-    pub authentication_backends: Vec<String>,
-    pub check_is_active: bool,
-    pub store: StoreSettings,
-    pub cache: CacheSettings,
-    pub on_store_error: StoreErrorPolicy,
-}
 
 /// The database could not answer and the policy is `refuse`: answer 503.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -265,6 +181,22 @@ impl SessionBridge {
     /// Forget the cached answer for one session key (Django logged it out).
     pub async fn invalidate_session(&self, session_key: &str) {
         self.inner.cache.invalidate_session(session_key).await;
+    }
+
+    /// [`SessionBridge::invalidate_session`] without waiting (revocations arrive on paths
+    /// that cannot await; the entry is never served again once this returns).
+    pub fn forget_session(&self, session_key: &str) {
+        self.inner.cache.forget_session(session_key);
+    }
+
+    /// The session cookie's value in a `Cookie` header: the key revocations name.
+    pub fn session_value(&self, cookie_header: &[u8]) -> Option<String> {
+        cookies::cookie_value(cookie_header, &self.inner.cookie_name).map(|v| v.into_owned())
+    }
+
+    /// The session cookie's name (`SESSION_COOKIE_NAME`).
+    pub fn cookie_name(&self) -> &str {
+        &self.inner.cookie_name
     }
 
     /// Forget every cached answer for user `id` (pk as a string): password change,

@@ -20,7 +20,7 @@ pub enum WhoisError {
 
 /// Resolve `value` under `config`'s `[django]` section.
 pub async fn whois(config: &Config, value: &str) -> Result<Identity, WhoisError> {
-    let mut settings = config.django.as_ref().and_then(|d| d.bridge_settings()).ok_or(WhoisError::NoDjangoSection)?;
+    let mut settings = config.django.clone().ok_or(WhoisError::NoDjangoSection)?;
     settings.on_store_error = StoreErrorPolicy::Refuse;
     let bridge = SessionBridge::new(settings)?;
     let value = value.trim();

@@ -83,9 +83,9 @@ pub struct Proxy {
 impl Proxy {
     /// Builds the pooled client once; clones share the pool.
     pub fn new(config: &UpstreamConfig) -> Self {
-        let connector = UpstreamConnector::new(config.url.clone(), config.connect_timeout.0);
+        let connector = UpstreamConnector::new(config.url.clone(), config.connect_timeout);
         let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(config.pool_idle_timeout.0)
+            .pool_idle_timeout(config.pool_idle_timeout)
             .pool_max_idle_per_host(config.pool_max_idle)
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -99,8 +99,8 @@ impl Proxy {
             client,
             // A unix upstream has no authority; this one only keys the connection pool.
             authority: authority.unwrap_or_else(|| Authority::from_static("upstream.invalid")),
-            response_timeout: config.response_timeout.0,
-            max_request_body: config.max_request_body.0,
+            response_timeout: config.response_timeout,
+            max_request_body: config.max_request_body,
         }
     }
 

@@ -2,6 +2,7 @@
 //! 101), then the socket's life in [`connection`]. RFC 6455; permessage-deflate is never
 //! offered (tungstenite has none).
 
+mod close;
 mod connection;
 pub mod handshake;
 mod hooks;
@@ -17,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use self::close::CloseReason;
 use self::handshake::HandshakeError;
 use crate::body::Body;
 use crate::commands::{Caller, Commands};
@@ -139,9 +141,9 @@ impl Shared {
     /// tungstenite's limits for a socket on `route`: a small read buffer (see DESIGN.md,
     /// performance notes) and the route's message size for both frames and messages.
     fn ws_config(&self, route: &RouteConfig) -> WebSocketConfig {
-        let max = route.max_message_size.as_usize();
+        let max = route.max_message_size;
         WebSocketConfig::default()
-            .read_buffer_size(self.config.read_buffer_size.as_usize())
+            .read_buffer_size(self.config.read_buffer_size)
             .write_buffer_size(0)
             .max_write_buffer_size(max.saturating_mul(2).max(1 << 20))
             .max_message_size(Some(max))

@@ -18,7 +18,8 @@ pub mod sqlite;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use super::auth::{Pk, PkType, UserRow};
+use super::auth::{Pk, UserRow};
+pub use crate::config::{BadIdent, Ident, StoreSettings, UserTable};
 
 /// A session row as loaded: the signed blob and when the row expires.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,61 +43,6 @@ pub enum StoreError {
     Timeout(Duration),
     #[error("database worker failed: {0}")]
     Worker(String),
-}
-
-/// A table or column name from config, checked to be a plain SQL identifier (optionally
-/// `schema.name`) and kept quoted, so config can never inject SQL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Ident(String);
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0:?} is not a plain SQL identifier (letters, digits, '_', optional 'schema.' prefix)")]
-pub struct BadIdent(pub String);
-
-impl Ident {
-    pub fn new(name: &str) -> Result<Self, BadIdent> {
-        let part_ok = |p: &str| {
-            !p.is_empty()
-                && p.len() <= 63
-                && p.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-                && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '$')
-        };
-        let parts: Vec<&str> = name.split('.').collect();
-        if parts.len() > 2 || !parts.iter().all(|p| part_ok(p)) {
-            return Err(BadIdent(name.to_owned()));
-        }
-        Ok(Ident(parts.iter().map(|p| format!("\"{p}\"")).collect::<Vec<_>>().join(".")))
-    }
-    /// The quoted form, ready to paste into SQL.
-    pub fn quoted(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The user model's table and columns (custom user models rename or drop some).
-#[derive(Debug, Clone)]
-pub struct UserTable {
-    pub table: Ident,
-    pub pk: Ident,
-    pub pk_type: PkType,
-    /// The USERNAME_FIELD column (`email` for many custom models).
-    pub username: Ident,
-    pub password: Ident,
-    /// `None`: the model has no such field; `is_active` then counts as true, the others false.
-    pub is_active: Option<Ident>,
-    pub is_staff: Option<Ident>,
-    pub is_superuser: Option<Ident>,
-}
-
-/// Which database and which tables.
-#[derive(Debug, Clone)]
-pub struct StoreSettings {
-    pub session_table: Ident,
-    pub users: UserTable,
-    /// Connections kept open (SQLite readers or PostgreSQL clients).
-    pub pool_size: usize,
-    /// Bound on one query, and on connecting.
-    pub query_timeout: Duration,
 }
 
 /// The database a bridge reads.
