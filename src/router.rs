@@ -23,13 +23,11 @@ pub struct Router {
 }
 
 impl Router {
-    /// Builds the router and the pooled upstream client from config.
-    pub fn new(config: &Config, websockets: Websockets) -> Self {
-        let https_port = config
-            .server
-            .redirect_to_https
-            .then(|| config.server.tls.as_ref().and_then(|t| t.listen.first()).map(|a| a.port()))
-            .flatten();
+    /// Builds the router and the pooled upstream client from config. `tls_port` is the
+    /// first TLS listener's bound port (the config may say 0), where `redirect_to_https`
+    /// sends plain requests.
+    pub fn new(config: &Config, websockets: Websockets, tls_port: Option<u16>) -> Self {
+        let https_port = tls_port.filter(|_| config.server.redirect_to_https);
         Self { proxy: Proxy::new(&config.upstream), routes: Routes::new(config), websockets, https_port }
     }
 

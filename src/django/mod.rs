@@ -16,10 +16,11 @@
 //!
 //! Files: `cookies` (the header), `signing` (the envelope), `pyjson` (Python's JSON),
 //! `auth` (get_user and the identity), `store/` (SQLite, PostgreSQL, signed cookies),
-//! `cache` (moka).
+//! `cache` (moka), `clock` (where "now" comes from for every expiry check).
 
 pub mod auth;
 pub mod cache;
+pub mod clock;
 pub mod cookies;
 pub mod pyjson;
 pub mod signing;
@@ -32,6 +33,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use auth::{Anonymous, Identity, User};
 use cache::{Entry, IdentityCache};
+pub use clock::Clock;
 // The bridge's settings are config's types (config depends on no module; modules on it).
 pub use crate::config::{
     BadIdent, BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy, StoreSettings,
@@ -83,12 +85,21 @@ struct Inner {
     pk_hints: moka::future::Cache<String, auth::Pk>,
     on_store_error: StoreErrorPolicy,
     error_log: BurstLog,
+    /// "Now" for expiry checks: the system clock except in tests.
+    clock: Clock,
 }
 
 impl SessionBridge {
     /// Build the bridge. Connections open lazily, so an unreachable database does not
     /// stop start-up; it shows up as [`StoreUnavailable`] on the first miss.
     pub fn new(s: BridgeSettings) -> Result<Self, BridgeBuildError> {
+        Self::with_clock(s, Clock::system())
+    }
+
+    /// [`SessionBridge::new`] reading "now" from `clock` for every expiry check (session
+    /// rows, signed cookies' age, cached answers' session end). Tests use a fixed clock to
+    /// check a verdict at the instant Django gave it.
+    pub fn with_clock(s: BridgeSettings, clock: Clock) -> Result<Self, BridgeBuildError> {
         let salt = match s.engine {
             Engine::SignedCookies => signing::SIGNED_COOKIES_SALT.to_owned(),
             Engine::Db | Engine::CachedDb => {
@@ -115,10 +126,11 @@ impl SessionBridge {
                 signer,
                 policy,
                 store,
-                cache: IdentityCache::new(s.cache),
+                cache: IdentityCache::new(s.cache, clock.clone()),
                 pk_hints: moka::future::Cache::builder().max_capacity(s.cache.size).time_to_idle(PK_HINT_TTI).build(),
                 on_store_error: s.on_store_error,
                 error_log: BurstLog::default(),
+                clock,
             }),
         })
     }
@@ -214,6 +226,12 @@ impl SessionBridge {
     pub async fn run_pending_tasks(&self) {
         self.inner.cache.run_pending_tasks().await;
     }
+
+    /// How many answers the cache holds (after [`SessionBridge::run_pending_tasks`], exact):
+    /// metrics, and tests of the `cache_size` bound.
+    pub fn cached_answers(&self) -> u64 {
+        self.inner.cache.entry_count()
+    }
 }
 
 /// `[a-z0-9]{8,40}`: the only keys Django makes; anything else is refused before a query.
@@ -234,7 +252,7 @@ fn from_unix_secs(s: f64) -> Option<SystemTime> {
 impl Inner {
     /// A cache miss: session, then user. `Err` only when the database failed.
     async fn load(&self, key: &str) -> Result<Entry, StoreError> {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let anon =
             |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
         // A user row already read in the same query as the session (see `pk_hints`).

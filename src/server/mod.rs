@@ -202,7 +202,8 @@ impl Plan {
             self.spawn_node_tasks();
         }
         let websockets = Websockets::new(&self.config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone());
-        let router = Router::new(&self.config, websockets);
+        let tls_port = Listeners::addrs(&listeners.tls).first().map(SocketAddr::port);
+        let router = Router::new(&self.config, websockets, tls_port);
         let shared = Arc::new(Shared { router, http: http_builder(&self.config), config: self.config.clone() });
         let plain = listeners.plain.iter().map(|l| (l, None));
         let tls = listeners.tls.iter().map(|l| (l, self.acceptor.clone()));

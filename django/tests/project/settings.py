@@ -8,7 +8,7 @@ Environment:
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import django
 
@@ -63,15 +63,22 @@ def _database():
         name = os.environ.get("SWITCHYARD_TEST_SQLITE") or os.path.join(tempfile.gettempdir(), "switchyard-app.sqlite3")
         return {"ENGINE": "django.db.backends.sqlite3", "NAME": name}
     parts = urlsplit(url)
-    # One database per Django version, so the versions' test runs never meet.
-    name = f"switchyard_app_{django.VERSION[0]}{django.VERSION[1]}"
+    # The harness's cluster listens on a unix socket: its host is a %-quoted folder,
+    # which urlsplit's `hostname` would lower-case.
+    host = unquote(parts.netloc.rpartition("@")[2])
+    port = ""
+    if not host.startswith("/") and ":" in host:
+        host, _, port = host.rpartition(":")
+    # One database per Django version, so the versions' test runs never meet; the
+    # end-to-end tests name their own.
+    name = os.environ.get("SWITCHYARD_TEST_PG_NAME") or f"switchyard_app_{django.VERSION[0]}{django.VERSION[1]}"
     return {
         "ENGINE": "django.db.backends.postgresql",
         "NAME": name,
         "USER": parts.username or "postgres",
-        "PASSWORD": parts.password or "",
-        "HOST": parts.hostname or "127.0.0.1",
-        "PORT": str(parts.port or 5432),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": host,
+        "PORT": port,
         "TEST": {"NAME": f"test_{name}"},
     }
 
