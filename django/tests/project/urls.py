@@ -11,4 +11,5 @@ urlpatterns = [
     path("own/rename/", views.rename, name="rename"),
     path("own/class/", views.Total.as_view(), name="total"),
     path("products/", views.products, name="products"),
+    path("rolled-back/", views.rolled_back, name="rolled-back"),
 ]
