@@ -43,7 +43,7 @@ subscribe = "authenticated"
 [[channels]]
 pattern = "project:*"
 subscribe = "backend"
-authorize = "{http}/ws/commands/"
+authorize = "{http}/ws/authorize/"
 [[channels]]
 pattern = "room:*"
 subscribe = "anyone"

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import TestCase, override_settings
 
-from switchyard_backend.testing import call_body, post_signed
+from django_switchyard.testing import call_body, post_signed
 
 from .models import HookCall
 
@@ -196,7 +196,7 @@ class HookTests(SwitchyardCallTestCase):
 
     def test_an_unsigned_hook_call_is_refused_and_not_recorded(self):
         body = call_body("$connect", seq=1)
-        with self.assertLogs("switchyard_backend", "WARNING"):
+        with self.assertLogs("django_switchyard", "WARNING"):
             response = post_signed(self.client, "/ws/hooks/connect/", body, "", signature="")
         self.assertEqual(response.status_code, 403)
         self.assertFalse(HookCall.objects.exists())
