@@ -1,11 +1,12 @@
-//! Decides what each downstream request is: a redirect to HTTPS, a WebSocket upgrade under
-//! a route (or a refusal: 404 no route, 403 denied, 400 plain HTTP on a WebSocket-only
-//! path), or plain HTTP for the upstream.
+//! Decides what each downstream request is: a redirect to HTTPS, the browser client at
+//! `/_switchyard/client.js`, a WebSocket upgrade under a route (or a refusal: 404 no route,
+//! 403 denied, 400 plain HTTP on a WebSocket-only path), or plain HTTP for the upstream.
 
 use http::{header, HeaderValue, Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
+use crate::client_script;
 use crate::config::Config;
 use crate::downstream::Downstream;
 use crate::proxy::Proxy;
@@ -38,6 +39,9 @@ impl Router {
     pub async fn handle(&self, req: Request<Incoming>, downstream: Downstream) -> Response<Body> {
         if let (false, Some(port)) = (downstream.tls, self.https_port) {
             return redirect_to_https(&req, port);
+        }
+        if client_script::wants(&req) {
+            return client_script::serve(&req);
         }
         match self.routes.decide(req.uri().path(), is_websocket_upgrade(&req)) {
             Decision::Forward => self.forward(req, downstream).await,
