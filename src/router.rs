@@ -1,13 +1,14 @@
 //! Decides what each downstream request is: refused outright (CONNECT 405; a missing,
-//! doubled or contradicted `Host` 400), a redirect to HTTPS, a WebSocket upgrade under a
-//! route (or a refusal: 404 no route, 403 denied, 400 plain HTTP on a WebSocket-only
-//! path), or plain HTTP for the upstream. The request's forwarding facts are worked out
-//! here, once, for both sides.
+//! doubled or contradicted `Host` 400), a redirect to HTTPS, the browser client at
+//! `/_switchyard/client.js`, a WebSocket upgrade under a route (or a refusal: 404 no route,
+//! 403 denied, 400 plain HTTP on a WebSocket-only path), or plain HTTP for the upstream.
+//! The request's forwarding facts are worked out here, once, for both sides.
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
 
 use crate::body::{self, Body};
+use crate::client_script;
 use crate::config::Config;
 use crate::downstream::{Downstream, Forwarding};
 use crate::proxy::{Proxy, TempDisk};
@@ -48,6 +49,9 @@ impl Router {
         }
         if let (false, Some(port)) = (downstream.tls, self.https_port) {
             return redirect_to_https(&req, port);
+        }
+        if client_script::wants(&req) {
+            return client_script::serve(&req);
         }
         let forwarding = downstream.forwarding(req.headers());
         match self.routes.decide(req.uri().path(), is_websocket_upgrade(&req)) {
