@@ -81,6 +81,11 @@ impl IdentityCache {
         self.inner.try_get_with_by_ref(key, load).await
     }
 
+    /// Stores a fresh answer (a handshake's re-read).
+    pub async fn put(&self, key: &str, entry: Entry) {
+        self.inner.insert(key.to_owned(), entry).await;
+    }
+
     pub async fn invalidate_session(&self, key: &str) {
         self.inner.invalidate(key).await;
     }

@@ -25,8 +25,10 @@ pub mod cookies;
 pub mod pyjson;
 pub mod signing;
 pub mod store;
+pub mod watch;
 pub mod whois;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -71,6 +73,12 @@ pub struct SessionBridge {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for SessionBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionBridge").field("engine", &self.inner.engine).finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     engine: Engine,
     cookie_name: String,
@@ -85,9 +93,17 @@ struct Inner {
     pk_hints: moka::future::Cache<String, auth::Pk>,
     on_store_error: StoreErrorPolicy,
     error_log: BurstLog,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    pushed_revocation: bool,
+    /// Handshake reads in flight, one per key, shared by concurrent handshakes (entries
+    /// leave when their read ends, so the map holds at most the handshakes in progress).
+    fresh: Mutex<HashMap<String, FreshLoad>>,
     /// "Now" for expiry checks: the system clock except in tests.
     clock: Clock,
 }
+
+type FreshLoad = futures_util::future::Shared<futures_util::future::BoxFuture<'static, Result<Entry, Arc<StoreError>>>>;
 
 impl SessionBridge {
     /// Build the bridge. Connections open lazily, so an unreachable database does not
@@ -130,6 +146,10 @@ impl SessionBridge {
                 pk_hints: moka::future::Cache::builder().max_capacity(s.cache.size).time_to_idle(PK_HINT_TTI).build(),
                 on_store_error: s.on_store_error,
                 error_log: BurstLog::default(),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                pushed_revocation: s.pushed_revocation,
+                fresh: Mutex::default(),
                 clock,
             }),
         })
@@ -147,6 +167,61 @@ impl SessionBridge {
             return Ok(Identity::Anonymous(Anonymous::NoCookie));
         };
         self.resolve_value(&value).await
+    }
+
+    /// Who opens this socket: [`SessionBridge::resolve`], except that without
+    /// `pushed_revocation` a cached *user* is not trusted: the session is read again (once
+    /// for all concurrent handshakes with the same key), as Django would read it. Cached
+    /// anonymous answers still count, so floods of bad keys stay off the database.
+    pub async fn resolve_handshake(&self, cookie_header: &[u8]) -> Result<Identity, StoreUnavailable> {
+        let Some(value) = cookies::cookie_value(cookie_header, &self.inner.cookie_name) else {
+            return Ok(Identity::Anonymous(Anonymous::NoCookie));
+        };
+        if self.inner.pushed_revocation {
+            return self.resolve_value(&value).await;
+        }
+        match self.lookup_fresh(&value).await {
+            Err(_) if self.inner.on_store_error == StoreErrorPolicy::Anonymous => {
+                Ok(Identity::Anonymous(Anonymous::StoreUnavailable))
+            }
+            other => other,
+        }
+    }
+
+    async fn lookup_fresh(&self, value: &str) -> Result<Identity, StoreUnavailable> {
+        let inner = &self.inner;
+        if inner.engine != Engine::SignedCookies && !session_key_shape_ok(value) {
+            return Ok(Identity::Anonymous(Anonymous::MalformedKey));
+        }
+        if let Some(hit) = inner.cache.get(value).await.filter(|e| matches!(e.identity, Identity::Anonymous(_))) {
+            inner.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit.identity);
+        }
+        inner.misses.fetch_add(1, Ordering::Relaxed);
+        let load = {
+            let mut fresh = inner.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            fresh
+                .entry(value.to_owned())
+                .or_insert_with(|| {
+                    let (bridge, key) = (self.inner.clone(), value.to_owned());
+                    let read: futures_util::future::BoxFuture<'static, _> =
+                        Box::pin(async move { bridge.load(&key).await.map_err(Arc::new) });
+                    futures_util::FutureExt::shared(read)
+                })
+                .clone()
+        };
+        let outcome = load.await;
+        inner.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(value);
+        match outcome {
+            Ok(entry) => {
+                inner.cache.put(value, entry.clone()).await;
+                Ok(entry.identity)
+            }
+            Err(e) => {
+                let _logged = inner.error_log.store_error(&e);
+                Err(StoreUnavailable(e))
+            }
+        }
     }
 
     /// [`SessionBridge::resolve`] for a cookie value already extracted (a session key, or
@@ -179,8 +254,10 @@ impl SessionBridge {
             return Ok(Identity::Anonymous(Anonymous::MalformedKey));
         }
         if let Some(hit) = inner.cache.get(value).await {
+            inner.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit.identity);
         }
+        inner.misses.fetch_add(1, Ordering::Relaxed);
         match inner.cache.get_or_load(value, inner.load(value)).await {
             Ok(entry) => Ok(entry.identity),
             Err(e) => {
@@ -206,6 +283,11 @@ impl SessionBridge {
         cookies::cookie_value(cookie_header, &self.inner.cookie_name).map(|v| v.into_owned())
     }
 
+    /// SESSION_ENGINE.
+    pub fn engine(&self) -> Engine {
+        self.inner.engine
+    }
+
     /// The session cookie's name (`SESSION_COOKIE_NAME`).
     pub fn cookie_name(&self) -> &str {
         &self.inner.cookie_name
@@ -215,6 +297,11 @@ impl SessionBridge {
     /// deactivation, deletion.
     pub fn invalidate_user(&self, id: &str) {
         self.inner.cache.invalidate_user(id);
+    }
+
+    /// Lookups answered from the cache and lookups that missed it, so far (metrics).
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (self.inner.hits.load(Ordering::Relaxed), self.inner.misses.load(Ordering::Relaxed))
     }
 
     /// Queries sent to the database so far (metrics, tests).

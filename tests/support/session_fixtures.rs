@@ -117,6 +117,7 @@ pub fn settings(f: &FixtureSettings, database: Option<&Path>) -> BridgeSettings 
         session_store_class: "SessionStore".into(),
         authentication_backends: f.authentication_backends.clone(),
         check_is_active: true,
+        pushed_revocation: false,
         store: StoreSettings {
             session_table: Ident::new("django_session").unwrap(),
             users: UserTable {
