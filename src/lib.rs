@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod body;
 pub mod broker;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod devcert;
