@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::django::SessionBridge;
 use crate::downstream::Downstream;
@@ -97,7 +98,13 @@ struct Shared {
 /// Binds every listener and serves on the current tokio runtime; returns once all are bound.
 /// Tests use this; the binary uses [`start_workers`].
 pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
-    let plan = Plan::new(config)?;
+    start_with_clock(config, Clock::system()).await
+}
+
+/// [`start`] reading the wall-clock time from `clock`: session expiry and the time backend
+/// calls are signed at. Tests set it to check both against exact instants.
+pub async fn start_with_clock(config: Arc<Config>, clock: Clock) -> Result<Running, StartError> {
+    let plan = Plan::new(config, clock)?;
     let listeners = Listeners::bind(&plan.config)?;
     let running = plan.running(&listeners);
     plan.serve(&listeners)?;
@@ -110,7 +117,7 @@ pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
 /// listeners (the least busy one tends to win each accept); sockets on every thread share
 /// one hub and session bridge. Returns once every thread serves.
 pub fn start_workers(config: Arc<Config>, workers: usize) -> Result<Running, StartError> {
-    let plan = Arc::new(Plan::new(config)?);
+    let plan = Arc::new(Plan::new(config, Clock::system())?);
     let listeners = Arc::new(Listeners::bind(&plan.config)?);
     let mut running = plan.running(&listeners);
     for i in 0..workers.max(1) {
@@ -176,6 +183,7 @@ struct Plan {
     lifecycle: Lifecycle,
     /// The temp-file budget for buffered bodies, one for every worker.
     disk: TempDisk,
+    clock: Clock,
     hard: CancellationToken,
     /// Set by the first worker to serve: node-wide tasks (hub upkeep, the broker's own
     /// work) run once, on that worker's runtime.
@@ -183,14 +191,14 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(config: Arc<Config>) -> Result<Self, StartError> {
+    fn new(config: Arc<Config>, clock: Clock) -> Result<Self, StartError> {
         let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
-        let bridge = config.django.clone().map(SessionBridge::new).transpose()?;
+        let bridge = config.django.clone().map(|s| SessionBridge::with_clock(s, clock.clone())).transpose()?;
         let hub = Hub::from_config(&config, bridge.clone());
         let lifecycle = Lifecycle { graceful: CancellationToken::new(), tasks: TaskTracker::new() };
         let disk = TempDisk::new(config.buffering.temp_dir.clone(), config.buffering.max_temp_disk);
         let node_tasks = std::sync::atomic::AtomicBool::new(false);
-        Ok(Self { config, acceptor, hub, bridge, lifecycle, disk, hard: CancellationToken::new(), node_tasks })
+        Ok(Self { config, acceptor, hub, bridge, lifecycle, disk, clock, hard: CancellationToken::new(), node_tasks })
     }
 
     fn running(&self, listeners: &Listeners) -> Running {
@@ -211,7 +219,13 @@ impl Plan {
         if !self.node_tasks.swap(true, std::sync::atomic::Ordering::AcqRel) {
             self.spawn_node_tasks(listeners)?;
         }
-        let websockets = Websockets::new(&self.config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone());
+        let websockets = Websockets::new(
+            &self.config,
+            self.bridge.clone(),
+            self.hub.clone(),
+            self.lifecycle.clone(),
+            self.clock.clone(),
+        );
         let tls_port = Listeners::addrs(&listeners.tls).first().map(SocketAddr::port);
         let router = Router::new(&self.config, websockets, tls_port, self.disk.clone());
         let shared = Arc::new(Shared { router, http: http_builder(&self.config), config: self.config.clone() });

@@ -1,7 +1,10 @@
-//! Where the session bridge reads "now" for every expiry check: a session row's
-//! `expire_date`, a signed cookie's age, how long a cached answer may live. The system
-//! clock in production; a clock the caller sets in tests, so a verdict Django gave at a
-//! known instant can be checked at that same instant however long ago it was.
+//! Where Switchyard reads the wall-clock time: the session bridge for every expiry check (a
+//! session row's `expire_date`, a signed cookie's age, how long a cached answer may live)
+//! and the backend client for the time each call is signed at (`X-Switchyard-Signature`'s
+//! `t=`). The system clock in production; a clock the caller sets in tests, so a verdict
+//! Django gave at a known instant can be checked at that same instant however long ago it
+//! was, and a signature's time can be compared with an exact expected value. Timers and
+//! timeouts use tokio's monotonic time, not this.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -43,6 +46,11 @@ impl Clock {
             None => SystemTime::now(),
             Some(set) => UNIX_EPOCH + Duration::from_micros(set.load(Ordering::Relaxed)),
         }
+    }
+
+    /// Now in whole seconds since the epoch (0 before it).
+    pub fn unix_secs(&self) -> u64 {
+        self.now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
     }
 }
 
