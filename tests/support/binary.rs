@@ -35,15 +35,23 @@ impl Drop for Process {
 /// Writes `config` (JSON log format is appended) to `dir` and starts the binary on it;
 /// returns once it logs that it listens.
 pub fn spawn(dir: &Path, config: &str) -> Process {
+    let path = write_config(dir, config);
+    let mut command = Command::new(switchyard_bin());
+    command.args(["run", "--config"]).arg(&path);
+    start(command)
+}
+
+/// Writes `config` (JSON log format is appended) to `dir/switchyard.toml`; returns its path.
+pub fn write_config(dir: &Path, config: &str) -> std::path::PathBuf {
     let path = dir.join("switchyard.toml");
     std::fs::write(&path, format!("{config}\n[log]\nformat = \"json\"\nlevel = \"info\"\n")).unwrap();
-    let mut child = Command::new(switchyard_bin())
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("switchyard binary starts");
+    path
+}
+
+/// Starts `command` (a `switchyard run`, perhaps behind a wrapper) with its log captured;
+/// returns once it logs that it listens.
+pub fn start(mut command: Command) -> Process {
+    let mut child = command.env_remove("RUST_LOG").stderr(Stdio::piped()).spawn().expect("switchyard binary starts");
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
