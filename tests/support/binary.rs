@@ -21,6 +21,8 @@ pub struct Process {
     pub plain: Vec<SocketAddr>,
     /// Its TLS listeners.
     pub tls: Vec<SocketAddr>,
+    /// Its admin listener, when the config has one.
+    pub admin: Option<SocketAddr>,
     /// Log lines after "listening".
     pub lines: mpsc::Receiver<String>,
 }
@@ -63,7 +65,8 @@ pub fn start(mut command: Command) -> Process {
     });
     let ready = wait_for_line(&rx, "listening", Duration::from_secs(20));
     let fields = &ready["fields"];
-    Process { child, plain: addrs(&fields["plain"]), tls: addrs(&fields["tls"]), lines: rx }
+    let admin = addrs(&fields["admin"]).first().copied();
+    Process { child, plain: addrs(&fields["plain"]), tls: addrs(&fields["tls"]), admin, lines: rx }
 }
 
 /// The first JSON log line whose message contains `needle`, within `patience`.
@@ -95,9 +98,11 @@ pub fn wait_for_log(
 }
 
 fn addrs(field: &serde_json::Value) -> Vec<SocketAddr> {
-    // The field is the Debug form of a Vec<SocketAddr>: "[127.0.0.1:1234, 127.0.0.1:5678]".
+    // The field is the Debug form of a Vec<SocketAddr> ("[127.0.0.1:1234, 127.0.0.1:5678]")
+    // or of an Option<SocketAddr> ("Some(127.0.0.1:9090)", "None").
     let text = field.as_str().unwrap_or("[]");
-    text.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|a| a.trim().parse().ok()).collect()
+    let list = text.strip_prefix("Some(").and_then(|t| t.strip_suffix(')')).unwrap_or(text);
+    list.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|a| a.trim().parse().ok()).collect()
 }
 
 /// A process's resident set (`VmRSS`) and peak (`VmHWM`) in KiB, from /proc.
