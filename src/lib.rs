@@ -5,6 +5,7 @@
 //! and TLS), `router` decides what each request is, `proxy` forwards plain HTTP to Django.
 
 pub mod body;
+pub mod broker;
 pub mod commands;
 pub mod config;
 pub mod devcert;

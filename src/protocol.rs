@@ -86,7 +86,8 @@ impl CommandError {
         Self { code, message: message.into(), detail: None }
     }
 
-    fn to_value(&self) -> Value {
+    /// The error as it appears on the wire: `{"code", "message", "detail"?}`.
+    pub fn to_value(&self) -> Value {
         let mut error = Map::new();
         error.insert("code".into(), self.code.as_str().into());
         error.insert("message".into(), self.message.clone().into());
@@ -99,8 +100,8 @@ impl CommandError {
 
 /// Parses one text frame.
 pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
-    let entries = match serde_json::from_str::<Entries>(text) {
-        Ok(entries) => entries.0,
+    let (entries, overflow) = match serde_json::from_str::<Entries>(text) {
+        Ok(entries) => (entries.entries, entries.overflow),
         Err(e) => return Err(BadFrame { id: None, message: not_an_object(&e) }),
     };
     let id = entries.iter().find(|(k, _)| k == "id").map(|(_, v)| v.clone());
@@ -109,6 +110,9 @@ pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
         if !valid_id(id) {
             return Err(bad("`id` must be a string or a number".into()));
         }
+    }
+    if overflow {
+        return Err(bad(format!("too many commands in one frame, at most {MAX_COMMANDS_PER_FRAME}")));
     }
     for (i, (key, _)) in entries.iter().enumerate() {
         if entries[..i].iter().any(|(k, _)| k == key) {
@@ -120,7 +124,7 @@ pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
         return Err(bad("a frame needs at least one command, like {\"ping\": null}".into()));
     }
     if commands.len() > MAX_COMMANDS_PER_FRAME {
-        return Err(bad(format!("at most {MAX_COMMANDS_PER_FRAME} commands per frame")));
+        return Err(bad(format!("too many commands in one frame, at most {MAX_COMMANDS_PER_FRAME}")));
     }
     Ok(ClientFrame { id, commands })
 }
@@ -165,9 +169,46 @@ pub fn bad_frame(bad: &BadFrame) -> String {
     Value::Object(frame).to_string()
 }
 
-/// Encodes the first frame on a json route.
-pub fn welcome(connection: &str, user: Option<&crate::django::User>) -> String {
-    serde_json::json!({"welcome": {"connection": connection, "user": user}}).to_string()
+/// Encodes the first frame on a json route; `resume` is the token and its TTL in seconds.
+pub fn welcome(connection: &str, user: Option<&crate::django::User>, resume: Option<(&str, u64)>) -> String {
+    let mut welcome = serde_json::json!({"connection": connection, "user": user});
+    if let Some((token, ttl)) = resume {
+        welcome["resume"] = token.into();
+        welcome["resume_ttl"] = ttl.into();
+    }
+    serde_json::json!({ "welcome": welcome }).to_string()
+}
+
+/// Encodes a channel push: `channel`, `event`, `data`, `offset`, `epoch`. Built once per
+/// event and shared by every subscriber.
+pub fn channel_push(channel: &str, event: &str, data: &Value, position: &crate::broker::Position) -> String {
+    #[derive(serde::Serialize)]
+    struct Push<'a> {
+        channel: &'a str,
+        event: &'a str,
+        data: &'a Value,
+        offset: u64,
+        epoch: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Frame<'a> {
+        push: Push<'a>,
+    }
+    let push = Push { channel, event, data, offset: position.offset, epoch: &position.epoch };
+    serde_json::to_string(&Frame { push }).unwrap_or_default()
+}
+
+/// Encodes `{"lost": {"channel", "from", "to"}}`: events in that range were dropped
+/// (`drop_oldest`).
+pub fn lost(channel: &str, from: u64, to: u64) -> String {
+    serde_json::json!({"lost": {"channel": channel, "from": from, "to": to}}).to_string()
+}
+
+/// Encodes `{"join"|"leave": {"channel", "user"}}`.
+pub fn presence(kind: &str, channel: &str, user: &crate::django::User) -> String {
+    let mut frame = Map::new();
+    frame.insert(kind.into(), serde_json::json!({"channel": channel, "user": user}));
+    Value::Object(frame).to_string()
 }
 
 /// Encodes a push addressed to a user, a connection or everyone (no offset: not recoverable).
@@ -176,7 +217,11 @@ pub fn push(event: &str, data: &Value) -> String {
 }
 
 /// A JSON object's entries in document order, duplicates kept (serde_json's map keeps one).
-struct Entries(Vec<(String, Value)>);
+/// Past the command limit only `id` is kept (so the error can carry it) and `overflow` set.
+struct Entries {
+    entries: Vec<(String, Value)>,
+    overflow: bool,
+}
 
 impl<'de> Deserialize<'de> for Entries {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -188,13 +233,17 @@ impl<'de> Deserialize<'de> for Entries {
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Entries, A::Error> {
                 let mut entries = Vec::new();
-                while let Some(entry) = map.next_entry::<String, Value>()? {
-                    if entries.len() > MAX_COMMANDS_PER_FRAME + 1 {
-                        return Err(de::Error::custom("too many keys"));
+                let mut overflow = false;
+                while let Some(key) = map.next_key::<String>()? {
+                    if entries.len() <= MAX_COMMANDS_PER_FRAME || key == "id" {
+                        let value = map.next_value::<Value>()?;
+                        entries.push((key, value));
+                    } else {
+                        overflow = true;
+                        map.next_value::<de::IgnoredAny>()?;
                     }
-                    entries.push(entry);
                 }
-                Ok(Entries(entries))
+                Ok(Entries { entries, overflow })
             }
         }
         d.deserialize_map(EntriesVisitor)
@@ -247,8 +296,13 @@ mod tests {
     }
 
     #[test]
-    fn too_many_commands_are_refused() {
+    fn too_many_commands_are_refused_with_their_own_message_and_the_id() {
         let body: Vec<String> = (0..20).map(|i| format!("\"c{i}\": null")).collect();
-        assert!(parse(&format!("{{{}}}", body.join(","))).is_err());
+        let bad = parse(&format!("{{{}, \"id\": 9}}", body.join(","))).unwrap_err();
+        assert_eq!(bad.message, "too many commands in one frame, at most 16");
+        assert_eq!(bad.id, Some(json!(9)));
+        let seventeen: Vec<String> = (0..17).map(|i| format!("\"c{i}\": null")).collect();
+        let bad = parse(&format!("{{\"id\": 1, {}}}", seventeen.join(","))).unwrap_err();
+        assert_eq!(bad.message, "too many commands in one frame, at most 16");
     }
 }

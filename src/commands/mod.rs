@@ -1,23 +1,26 @@
 //! Command dispatch on `json` routes: built-ins first, then `[commands."PATTERN"]` backends,
-//! each checked against the route's `commands` list and the command's `auth` rule.
-//! A backend reply may replace the connection state and push to other sockets.
+//! each checked against the route's `commands` list and the command's `auth` rule. The
+//! reserved names (`id`, `welcome`, `push`, …) are never commands, even under `"*"`.
+//! A backend reply may replace the connection state, push (to channels through the broker,
+//! or to users, connections, everyone) and subscribe or unsubscribe the caller.
 
+mod authorize;
 pub mod backend;
-mod builtin;
+pub mod builtin;
 pub mod signature;
 
 use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
 use serde_json::{json, Value};
-use tokio_tungstenite::tungstenite::Message;
 
+pub use self::authorize::Authorizer;
 use self::backend::{Backend, CallHeaders};
 use self::builtin::Builtin;
 use crate::config::{is_command_name, CommandConfig, CommandPattern, Config, RouteConfig};
 use crate::django::User;
-use crate::hub::{ConnId, Hub, Target};
-use crate::protocol::{self, CommandError, ErrorCode};
+use crate::hub::{ConnId, Hub};
+use crate::protocol::{CommandError, ErrorCode, RESERVED};
 use crate::routes;
 
 /// Everything a command needs to know about the socket that sent it.
@@ -68,13 +71,22 @@ impl Caller {
     }
 }
 
+/// What a frame's commands leave to do once its reply is queued.
+#[derive(Debug, Default)]
+pub struct Effects {
+    /// Channels joined by this frame: their held frames go after the reply.
+    pub release: Vec<Arc<str>>,
+}
+
 /// The dispatcher, built once; cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Commands {
     table: Arc<Vec<(CommandPattern, CommandConfig)>>,
     backend: Option<Backend>,
     hub: Hub,
+    authorizer: Authorizer,
     max_state: usize,
+    max_subscriptions: usize,
 }
 
 impl Commands {
@@ -84,11 +96,14 @@ impl Commands {
         let mut table: Vec<(CommandPattern, CommandConfig)> =
             config.commands.iter().map(|(p, c)| (p.clone(), c.clone())).collect();
         table.sort_by_key(|(p, _)| (p.0.ends_with('*'), std::cmp::Reverse(p.0.len())));
+        let backend = Backend::new(&config.backends);
         Self {
             table: Arc::new(table),
-            backend: Backend::new(&config.backends),
+            authorizer: Authorizer::new(backend.clone()),
+            backend,
             hub,
             max_state: config.websocket.max_state_size,
+            max_subscriptions: config.websocket.max_subscriptions,
         }
     }
 
@@ -97,24 +112,32 @@ impl Commands {
         self.backend.as_ref()
     }
 
-    /// Runs one command for `caller` and returns its result or error.
-    pub async fn run(&self, name: &str, args: Value, caller: &Caller) -> Result<Value, CommandError> {
+    /// Runs one command for `caller` and returns its result or error; what must happen
+    /// after the frame's reply is queued goes into `effects`.
+    pub async fn run(
+        &self,
+        name: &str,
+        args: Value,
+        caller: &Caller,
+        effects: &mut Effects,
+    ) -> Result<Value, CommandError> {
         let builtin = Builtin::named(name);
         let configured = self.table.iter().find(|(p, _)| p.matches(name)).map(|(_, c)| c);
-        if !is_command_name(name) || (builtin.is_none() && configured.is_none()) {
+        let reserved = RESERVED.contains(&name);
+        if reserved || !is_command_name(name) || (builtin.is_none() && configured.is_none()) {
             return Err(CommandError::new(ErrorCode::UnknownCommand, format!("no command named `{name}`")));
         }
         if !caller.route.commands.iter().any(|p| p.matches(name)) {
             return Err(CommandError::new(ErrorCode::Forbidden, format!("`{name}` may not run on this route")));
         }
         if let Some(builtin) = builtin {
-            return builtin.run(args, caller);
+            return builtin.run(args, caller, self, effects).await;
         }
         let config = configured.expect("checked above");
         if routes::check(config.auth, caller.user.as_deref()).is_err() {
             return Err(CommandError::new(ErrorCode::Forbidden, format!("`{name}` needs a user with more rights")));
         }
-        self.call_backend(name, args, config, caller).await
+        self.call_backend(name, args, config, caller, effects).await
     }
 
     async fn call_backend(
@@ -123,6 +146,7 @@ impl Commands {
         args: Value,
         config: &CommandConfig,
         caller: &Caller,
+        effects: &mut Effects,
     ) -> Result<Value, CommandError> {
         let Some(backend) = &self.backend else {
             return Err(CommandError::new(ErrorCode::BackendUnavailable, "no backend is configured"));
@@ -135,7 +159,10 @@ impl Commands {
             e.to_command_error()
         })?;
         self.apply_state(&mut reply, caller)?;
-        self.apply_pushes(&reply);
+        let list = |key: &str| reply.get(key).and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
+        builtin::backend_pushes(self, list("push")).await;
+        builtin::backend_unsubscribes(self, caller, list("unsubscribe"));
+        builtin::backend_subscribes(self, caller, list("subscribe"), effects).await;
         Ok(reply.get_mut("result").map(Value::take).unwrap_or(Value::Null))
     }
 
@@ -151,34 +178,4 @@ impl Commands {
         *caller.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
         Ok(())
     }
-
-    /// Delivers a reply's `push` list: each entry to a connection, a user, or everyone.
-    fn apply_pushes(&self, reply: &Value) {
-        let Some(pushes) = reply.get("push").and_then(Value::as_array) else { return };
-        for push in pushes {
-            let Some(target) = push_target(push) else {
-                tracing::debug!(?push, "push without a connection, user or broadcast target ignored");
-                continue;
-            };
-            let event = push.get("event").and_then(Value::as_str).unwrap_or("message");
-            let data = push.get("data").unwrap_or(&Value::Null);
-            self.hub.deliver(&target, &Message::text(protocol::push(event, data)));
-        }
-    }
-}
-
-/// A push entry's target: `connection`, `user` (string or number) or `broadcast: true`.
-pub fn push_target(push: &Value) -> Option<Target> {
-    let id = |v: &Value| match v {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
-    };
-    if let Some(c) = push.get("connection").and_then(id) {
-        return Some(Target::Connection(c));
-    }
-    if let Some(u) = push.get("user").and_then(id) {
-        return Some(Target::User(u));
-    }
-    push.get("broadcast").and_then(Value::as_bool).filter(|b| *b).map(|_| Target::Broadcast)
 }

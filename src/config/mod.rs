@@ -10,6 +10,7 @@
 //! `config` depends on no other module of the crate; the modules depend on it.
 
 mod bridge;
+mod channels;
 mod check;
 mod commands;
 mod django;
@@ -31,6 +32,9 @@ pub use self::bridge::{
     UnknownDatabaseScheme, UserTable, DEFAULT_AUTHENTICATION_BACKEND, DEFAULT_CACHE_NEGATIVE_TTL, DEFAULT_CACHE_SIZE,
     DEFAULT_CACHE_TTL, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE,
     DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
+};
+pub use self::channels::{
+    is_channel_name, BrokerConfig, BrokerKind, ChannelConfig, ChannelPattern, Permission, SlowReader,
 };
 pub use self::check::{MAX_DURATION, MIN_TIMER};
 pub use self::commands::{is_command_name, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern};
@@ -62,6 +66,10 @@ pub struct Config {
     pub backends: BackendsConfig,
     /// The session bridge's settings; `None` without a `[django]` section (all anonymous).
     pub django: Option<BridgeSettings>,
+    /// Channel rules, first match wins.
+    pub channels: Vec<ChannelConfig>,
+    /// How events reach every node.
+    pub broker: BrokerConfig,
     /// The file as read, defaults filled in, for `switchyard check`.
     effective: ConfigFile,
 }
@@ -91,6 +99,12 @@ struct ConfigFile {
     backends: commands::BackendsSection,
     /// Reading Django's sessions and users (`[django]`); without it every socket is anonymous.
     django: Option<django::DjangoSection>,
+    /// Channel rules (`[[channels]]`), first match wins; a channel no rule matches is refused.
+    #[serde(default)]
+    channels: Vec<channels::ChannelSection>,
+    /// How events reach every node (`[broker]`).
+    #[serde(default)]
+    broker: channels::BrokerSection,
 }
 
 /// A config that cannot be used; `Display` is the message for the operator.
@@ -161,8 +175,12 @@ impl ConfigFile {
                 Ok((pattern.clone(), c.validate(check, &format!("commands.\"{}\"", pattern.0), &backends)?))
             })
             .collect::<Result<BTreeMap<_, _>, ConfigError>>()?;
-        let calls_backends =
-            !commands.is_empty() || routes.iter().any(|r| r.on_connect.is_some() || r.on_disconnect.is_some());
+        let channels = (self.channels.iter().enumerate())
+            .map(|(i, rule)| rule.validate(check, &format!("channels[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        let calls_backends = !commands.is_empty()
+            || routes.iter().any(|r| r.on_connect.is_some() || r.on_disconnect.is_some())
+            || channels.iter().any(|c| c.authorize.is_some());
         if backends.secret.is_none() && calls_backends {
             return Err(check.reject(
                 "backends.secret_env",
@@ -178,6 +196,8 @@ impl ConfigFile {
             commands,
             backends,
             django: self.django.as_ref().map(|d| d.validate(check, env)).transpose()?,
+            channels,
+            broker: self.broker.validate(),
             effective: self,
         })
     }

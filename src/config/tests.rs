@@ -98,6 +98,7 @@ fn trusted_proxies_take_addresses_and_ranges() {
 /// What `switchyard check` prints for [`MINIMAL`]: written by hand from the defaults that
 /// config.example.toml documents, so a changed default or a key that stops printing shows.
 const MINIMAL_EFFECTIVE: &str = r#"routes = []
+channels = []
 
 [server]
 listen = ["127.0.0.1:8080"]
@@ -132,6 +133,8 @@ max_in_flight = 16
 max_state_size = "64KiB"
 revalidate = "1m"
 read_buffer_size = "4KiB"
+resume_ttl = "5m"
+max_subscriptions = 256
 
 [commands]
 
@@ -139,6 +142,9 @@ read_buffer_size = "4KiB"
 timeout = "5s"
 forward_cookie = true
 max_reply_size = "1MiB"
+
+[broker]
+kind = "local"
 "#;
 
 #[test]
@@ -343,4 +349,27 @@ fn bad_route_values_point_at_the_value() {
     let err = parse_str(&WITH_ROUTES.replace("protocol = \"echo\"", "protocol = \"ecko\"")).unwrap_err();
     let text = err.to_string();
     assert!(text.contains(":16:12:") && text.contains("did you mean `echo`?"), "{text}");
+}
+
+#[test]
+fn channel_rules_read_as_the_issue_writes_them() {
+    let text = format!(
+        "{MINIMAL}\n[broker]\nkind = \"local\"\n[[channels]]\npattern = \"news\"\nsubscribe = \"anyone\"\nhistory = {{ size = 100, ttl = \"10m\" }}\n[[channels]]\npattern = \"user:{{user_id}}\"\nsubscribe = \"authenticated\"\n[[channels]]\npattern = \"model:*\"\nsubscribe = \"anyone\"\n"
+    );
+    let config = parse_str(&text).unwrap();
+    assert_eq!(config.channels.len(), 3);
+    assert_eq!(config.channels[0].history_size, 100);
+    assert_eq!(config.channels[0].history_ttl, std::time::Duration::from_secs(600));
+    assert_eq!(config.channels[1].pattern.to_string(), "user:{user_id}");
+    assert_eq!(config.channels[2].publish, Permission::Nobody);
+}
+
+#[test]
+fn a_backend_permission_without_authorize_is_refused_at_its_line() {
+    let text = format!("{MINIMAL}\n[[channels]]\npattern = \"team:*\"\nsubscribe = \"backend\"\n");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.contains("channels[0].authorize") && err.contains("add authorize ="), "{err}");
+    let text = format!("{MINIMAL}\n[[channels]]\npattern = \"a b\"\n");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.contains("not a channel pattern"), "{err}");
 }

@@ -33,6 +33,10 @@ pub const DEFAULT_REVALIDATE: Duration = Duration::from_secs(60);
 pub const DEFAULT_READ_BUFFER_SIZE: u64 = 4 << 10;
 /// A chat message or a form, with room to spare; raise it per route for uploads.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
+/// A reconnect after a network change or a laptop lid takes seconds; five minutes is generous.
+pub const DEFAULT_RESUME_TTL: Duration = Duration::from_secs(300);
+/// A page subscribes to a handful of channels; hundreds is a script.
+pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 256;
 /// tungstenite reads in chunks of the read buffer's size: below this every frame costs
 /// many reads; above the largest, every idle socket holds memory nobody uses.
 const READ_BUFFER_SIZES: std::ops::RangeInclusive<u64> = 256..=1 << 20;
@@ -64,6 +68,10 @@ pub struct WebsocketConfig {
     pub revalidate: Duration,
     /// Read buffer per socket.
     pub read_buffer_size: usize,
+    /// How long a closed socket's resume token stays usable.
+    pub resume_ttl: Duration,
+    /// Most channels per socket (at least 1).
+    pub max_subscriptions: usize,
 }
 
 /// The validated `[[routes]]` entry, shared by every socket on the route.
@@ -133,6 +141,14 @@ pub(super) struct WebsocketSection {
     /// Read buffer per socket, from "256B" to "1MiB". Default: "4KiB".
     #[serde(default = "default_read_buffer_size")]
     pub read_buffer_size: ByteSize,
+    /// How long after a socket closes its `resume` token restores its subscriptions.
+    /// Default: "5m".
+    #[serde(default = "default_resume_ttl")]
+    pub resume_ttl: ConfigDuration,
+    /// Most channels one socket may be subscribed to (at least 1); more get
+    /// `too_many_requests`. Default: 256.
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: usize,
 }
 
 /// One `[[routes]]` entry as written: the rules for WebSocket upgrades on a path.
@@ -258,6 +274,12 @@ fn default_revalidate() -> ConfigDuration {
 fn default_read_buffer_size() -> ByteSize {
     ByteSize(DEFAULT_READ_BUFFER_SIZE)
 }
+fn default_resume_ttl() -> ConfigDuration {
+    ConfigDuration(DEFAULT_RESUME_TTL)
+}
+fn default_max_subscriptions() -> usize {
+    DEFAULT_MAX_SUBSCRIPTIONS
+}
 fn default_max_message_size() -> ByteSize {
     ByteSize(DEFAULT_MAX_MESSAGE_SIZE)
 }
@@ -291,6 +313,8 @@ impl WebsocketSection {
             max_state_size: size("max_state_size", self.max_state_size, MIN_STATE_SIZE..=u64::MAX)?,
             revalidate: timer("revalidate", self.revalidate)?,
             read_buffer_size: size("read_buffer_size", self.read_buffer_size, READ_BUFFER_SIZES)?,
+            resume_ttl: timer("resume_ttl", self.resume_ttl)?,
+            max_subscriptions: count("max_subscriptions", self.max_subscriptions)?,
         })
     }
 }

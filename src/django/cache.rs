@@ -83,6 +83,12 @@ impl IdentityCache {
         self.inner.invalidate(key).await;
     }
 
+    /// Drop one key's entry without waiting (see `invalidate_user` for how).
+    pub fn forget_session(&self, key: &str) {
+        let key = key.to_owned();
+        let _ = self.inner.invalidate_entries_if(move |k, _| *k == key);
+    }
+
     /// Drop every entry that claims user `id` (the pk as a string). Scans lazily; meant
     /// for the rare revocation, not the request path.
     pub fn invalidate_user(&self, id: &str) {

@@ -183,6 +183,22 @@ impl SessionBridge {
         self.inner.cache.invalidate_session(session_key).await;
     }
 
+    /// [`SessionBridge::invalidate_session`] without waiting (revocations arrive on paths
+    /// that cannot await; the entry is never served again once this returns).
+    pub fn forget_session(&self, session_key: &str) {
+        self.inner.cache.forget_session(session_key);
+    }
+
+    /// The session cookie's value in a `Cookie` header: the key revocations name.
+    pub fn session_value(&self, cookie_header: &[u8]) -> Option<String> {
+        cookies::cookie_value(cookie_header, &self.inner.cookie_name).map(|v| v.into_owned())
+    }
+
+    /// The session cookie's name (`SESSION_COOKIE_NAME`).
+    pub fn cookie_name(&self) -> &str {
+        &self.inner.cookie_name
+    }
+
     /// Forget every cached answer for user `id` (pk as a string): password change,
     /// deactivation, deletion.
     pub fn invalidate_user(&self, id: &str) {

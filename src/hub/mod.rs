@@ -1,52 +1,145 @@
-//! The hub: which sockets are open, whose they are, and delivery to them by connection, by
-//! user, by route and to everyone. Also the per-user and per-address socket caps and the
-//! per-user hook sequence numbers. All of it is per node (see DESIGN.md, "Publishing").
+//! The hub: which sockets are open and whose they are (the registry), the channels they
+//! subscribe to (one [`Room`] per channel, each with its own lock), and delivery to them by
+//! channel, connection, user, route and to everyone. Also the per-user and per-address
+//! socket caps and the per-user hook sequence numbers. All of it is per node; what crosses
+//! nodes goes through the broker (see `broker` for the contract).
 //!
-//! Channels, history and presence arrive with the hub issue; this part addresses sockets.
+//! Locks, always taken in this order and never held across an await: the registry's or the
+//! rooms map's (briefly, never both), then one room's, then one socket queue's (fan-out
+//! queues to each subscriber under the room's lock, which is what keeps events in order).
+//!
+//! Files: `outbox` (one socket's bounded queue and the slow-reader policy), `room` (one
+//! channel), `rules` (`[[channels]]` compiled), `filter` (subscription filters).
 
+pub mod filter;
 pub mod outbox;
+pub mod room;
+pub mod rules;
 
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::{Duration, Instant};
 
+use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
-pub use self::outbox::{outbox, Eviction, Inbox, Outbox, Refused, SLOW_READER_CLOSE};
+pub use self::filter::{BadFilter, Filter};
+pub use self::outbox::{outbox, Bounds, Eviction, Inbox, Offer, Outbox, Policy, Push};
+pub use self::room::{Joined, Joining, Room};
+pub use self::rules::{Action, Rule, Rules, Verdict};
+use crate::broker::{Broker, Event, Position, Revocation, Target};
+use crate::config::{Config, SlowReader};
+use crate::django::{SessionBridge, User};
+use crate::protocol;
+use crate::ws::CloseReason;
 
 /// A connection id (a UUID) shared without copying.
 pub type ConnId = Arc<str>;
 
-/// Shared handle; clones see the same sockets.
+/// Most rooms kept; past it, idle rooms are dropped early (rooms with subscribers stay:
+/// they are bounded by sockets × `max_subscriptions`).
+pub const MAX_IDLE_ROOMS: usize = 100_000;
+/// Hook sequence counters of users with no socket are forgotten after this long.
+const SEQ_IDLE: Duration = Duration::from_secs(3600);
+/// Most hook sequence counters kept.
+const SEQ_CAPACITY: u64 = 1_000_000;
+
+/// Shared handle; clones see the same sockets and channels.
 #[derive(Clone, Debug)]
 pub struct Hub {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+/// A handle that does not keep the hub alive (for the broker, which the hub owns).
+#[derive(Clone, Debug)]
+pub struct HubRef(Weak<Inner>);
+
+/// The hub's slice of the config.
+#[derive(Clone, Debug)]
+pub struct HubSettings {
+    /// Most sockets per user.
+    pub max_per_user: usize,
+    /// Most sockets per client address.
+    pub max_per_ip: usize,
+    /// Each socket's queue bounds.
+    pub bounds: Bounds,
+    /// Most channels per socket.
+    pub max_subscriptions: usize,
+}
+
 struct Inner {
-    state: Mutex<State>,
-    max_per_user: usize,
-    max_per_ip: usize,
-    slow_evictions: AtomicU64,
+    registry: Mutex<Registry>,
+    rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
+    rules: Rules,
+    settings: HubSettings,
+    broker: Arc<dyn Broker>,
+    bridge: Option<SessionBridge>,
+    seq: moka::sync::Cache<String, Arc<AtomicU64>>,
+    stats: Stats,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub").field("broker", &self.broker).finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Default)]
-struct State {
+struct Registry {
     sockets: HashMap<ConnId, Member>,
     by_user: HashMap<Arc<str>, HashSet<ConnId>>,
+    by_session: HashMap<Arc<str>, HashSet<ConnId>>,
     by_route: HashMap<Arc<str>, HashSet<ConnId>>,
     user_slots: HashMap<Arc<str>, usize>,
     ip_slots: HashMap<IpAddr, usize>,
-    seq: HashMap<Arc<str>, u64>,
 }
 
 #[derive(Debug)]
 struct Member {
     outbox: Outbox,
-    user: Option<Arc<str>>,
+    user: Option<Arc<User>>,
+    session: Option<Arc<str>>,
     route: Arc<str>,
+    channels: HashSet<Arc<str>>,
+}
+
+/// Counters the admin listener exports; updated with relaxed atomics on the hot path.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Channel events published (once per event, whatever the fan-out).
+    pub events: AtomicU64,
+    /// Frames queued to sockets for channel events.
+    pub deliveries: AtomicU64,
+    /// Pushes to users, connections and everyone, per recipient socket.
+    pub direct_deliveries: AtomicU64,
+    /// Events dropped per policy: [drop_oldest, latest].
+    pub dropped: [AtomicU64; 2],
+    /// Sockets evicted as slow readers per policy: [disconnect, drop_oldest, latest].
+    pub slow_closes: [AtomicU64; 3],
+}
+
+impl Stats {
+    fn record(&self, policy: SlowReader, fanout: room::Fanout) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+        self.deliveries.fetch_add(fanout.delivered, Ordering::Relaxed);
+        if fanout.dropped > 0 {
+            let i = if policy == SlowReader::Latest { 1 } else { 0 };
+            self.dropped[i].fetch_add(fanout.dropped, Ordering::Relaxed);
+        }
+        if fanout.evicted > 0 {
+            self.slow_closes[policy_index(policy)].fetch_add(fanout.evicted, Ordering::Relaxed);
+        }
+    }
+}
+
+fn policy_index(policy: SlowReader) -> usize {
+    match policy {
+        SlowReader::Disconnect => 0,
+        SlowReader::DropOldest => 1,
+        SlowReader::Latest => 2,
+    }
 }
 
 /// A socket cap was reached (429 before the upgrade).
@@ -60,6 +153,32 @@ pub enum CapExceeded {
     Address,
 }
 
+/// Why a subscribe did not happen.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SubscribeError {
+    /// The socket is subscribed to `max_subscriptions` channels already.
+    #[error("subscribed to too many channels (at most {0})")]
+    TooMany(usize),
+    /// No `[[channels]]` rule covers the channel.
+    #[error("no channel rule allows `{0}`")]
+    NoRule(String),
+    /// The socket is gone.
+    #[error("socket closed")]
+    Gone,
+    /// The broker could not answer for the channel's start.
+    #[error("broker unavailable")]
+    Broker,
+}
+
+/// A channel a subscribe joined.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Subscribed {
+    /// Where the channel stood when the socket joined.
+    pub position: Position,
+    /// The answer to `since` (None when none was given).
+    pub recovered: Option<bool>,
+}
+
 /// A reserved place under the caps; released on drop.
 #[derive(Debug)]
 pub struct Slot {
@@ -68,134 +187,229 @@ pub struct Slot {
     ip: IpAddr,
 }
 
-/// A registered socket; unregistered (and its slot released) on drop.
+/// A registered socket; unregistered (its subscriptions left, its slot released) on drop.
 #[derive(Debug)]
 pub struct Registration {
     id: ConnId,
     _slot: Slot,
 }
 
-/// Who a push goes to.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Target {
-    /// One socket.
-    Connection(String),
-    /// Every socket of one user (pk as a string).
-    User(String),
-    /// Every socket on this node.
-    Broadcast,
+impl HubSettings {
+    /// The hub's slice of `config`.
+    pub fn new(config: &Config) -> Self {
+        let ws = &config.websocket;
+        Self {
+            max_per_user: ws.max_per_user,
+            max_per_ip: ws.max_per_ip,
+            bounds: Bounds { messages: ws.outbox_messages, bytes: ws.outbox_bytes },
+            max_subscriptions: ws.max_subscriptions,
+        }
+    }
+}
+
+impl HubRef {
+    /// The hub, unless it is gone (shutdown).
+    pub fn upgrade(&self) -> Option<Hub> {
+        self.0.upgrade().map(|inner| Hub { inner })
+    }
 }
 
 impl Hub {
-    /// An empty hub with the configured caps.
-    pub fn new(max_per_user: usize, max_per_ip: usize) -> Self {
-        let inner = Inner { state: Mutex::default(), max_per_user, max_per_ip, slow_evictions: AtomicU64::new(0) };
-        Self { inner: Arc::new(inner) }
+    /// An empty hub; `broker` builds the broker from a handle back to the hub.
+    pub fn new(
+        settings: HubSettings,
+        rules: Rules,
+        bridge: Option<SessionBridge>,
+        broker: impl FnOnce(HubRef) -> Arc<dyn Broker>,
+    ) -> Self {
+        let inner = Arc::new_cyclic(|weak| Inner {
+            registry: Mutex::default(),
+            rooms: Mutex::default(),
+            rules,
+            settings,
+            broker: broker(HubRef(weak.clone())),
+            bridge,
+            seq: moka::sync::Cache::builder().max_capacity(SEQ_CAPACITY).time_to_idle(SEQ_IDLE).build(),
+            stats: Stats::default(),
+        });
+        Self { inner }
     }
 
-    fn state(&self) -> MutexGuard<'_, State> {
-        // A panic elsewhere must not take every socket down with it.
-        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+    /// The hub `config` asks for, with its broker.
+    pub fn from_config(config: &Config, bridge: Option<SessionBridge>) -> Self {
+        Self::new(HubSettings::new(config), Rules::new(&config.channels), bridge, |hub| {
+            crate::broker::build(&config.broker, hub)
+        })
     }
+
+    /// A hub with the local broker, no rules and no bridge (tests).
+    pub fn local(settings: HubSettings, rules: Rules) -> Self {
+        Self::new(settings, rules, None, |hub| Arc::new(crate::broker::local::LocalBroker::new(hub)))
+    }
+
+    fn registry(&self) -> MutexGuard<'_, Registry> {
+        // A panic elsewhere must not take every socket down with it.
+        self.inner.registry.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn rooms(&self) -> MutexGuard<'_, HashMap<Arc<str>, Arc<Room>>> {
+        self.inner.rooms.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The broker events travel through.
+    pub fn broker(&self) -> &Arc<dyn Broker> {
+        &self.inner.broker
+    }
+
+    /// The channel rules.
+    pub fn rules(&self) -> &Rules {
+        &self.inner.rules
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> &Stats {
+        &self.inner.stats
+    }
+
+    /// Each socket's queue bounds.
+    pub fn bounds(&self) -> Bounds {
+        self.inner.settings.bounds
+    }
+
+    // === sockets ===
 
     /// Takes a place for a socket of `user` from `ip`, or says which cap is reached.
     pub fn reserve(&self, user: Option<&str>, ip: IpAddr) -> Result<Slot, CapExceeded> {
-        let mut state = self.state();
+        let mut registry = self.registry();
+        let settings = &self.inner.settings;
         let user: Option<Arc<str>> = user.map(Arc::from);
         if let Some(user) = &user {
-            if state.user_slots.get(user).copied().unwrap_or(0) >= self.inner.max_per_user {
+            if registry.user_slots.get(user).copied().unwrap_or(0) >= settings.max_per_user {
                 return Err(CapExceeded::User);
             }
         }
-        if state.ip_slots.get(&ip).copied().unwrap_or(0) >= self.inner.max_per_ip {
+        if registry.ip_slots.get(&ip).copied().unwrap_or(0) >= settings.max_per_ip {
             return Err(CapExceeded::Address);
         }
         if let Some(user) = &user {
-            *state.user_slots.entry(user.clone()).or_default() += 1;
+            *registry.user_slots.entry(user.clone()).or_default() += 1;
         }
-        *state.ip_slots.entry(ip).or_default() += 1;
+        *registry.ip_slots.entry(ip).or_default() += 1;
         Ok(Slot { hub: self.clone(), user, ip })
     }
 
-    /// Registers an open socket so pushes can reach it.
-    pub fn register(&self, slot: Slot, id: ConnId, route: Arc<str>, outbox: Outbox) -> Registration {
-        let mut state = self.state();
-        if let Some(user) = &slot.user {
-            state.by_user.entry(user.clone()).or_default().insert(id.clone());
+    /// Registers an open socket so pushes can reach it; `session` is its session cookie's
+    /// value (the key revocations name).
+    pub fn register(&self, slot: Slot, socket: Socket) -> Registration {
+        let mut registry = self.registry();
+        let id = socket.id.clone();
+        if let Some(user) = &socket.user {
+            registry.by_user.entry(Arc::from(user.id.as_str())).or_default().insert(id.clone());
         }
-        state.by_route.entry(route.clone()).or_default().insert(id.clone());
-        state.sockets.insert(id.clone(), Member { outbox, user: slot.user.clone(), route });
+        if let Some(session) = &socket.session {
+            registry.by_session.entry(session.clone()).or_default().insert(id.clone());
+        }
+        registry.by_route.entry(socket.route.clone()).or_default().insert(id.clone());
+        let member = Member {
+            outbox: socket.outbox,
+            user: socket.user,
+            session: socket.session,
+            route: socket.route,
+            channels: HashSet::new(),
+        };
+        registry.sockets.insert(id.clone(), member);
         Registration { id, _slot: slot }
     }
 
-    /// Queues `msg` for the target's sockets; returns how many took it.
-    pub fn deliver(&self, target: &Target, msg: &Message) -> usize {
-        let outboxes: Vec<Outbox> = {
-            let state = self.state();
-            match target {
-                Target::Connection(id) => {
-                    state.sockets.get(id.as_str()).map(|m| m.outbox.clone()).into_iter().collect()
-                }
-                Target::User(user) => state
-                    .by_user
-                    .get(user.as_str())
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|id| state.sockets.get(id).map(|m| m.outbox.clone()))
-                    .collect(),
-                Target::Broadcast => state.sockets.values().map(|m| m.outbox.clone()).collect(),
-            }
-        };
-        self.offer_all(outboxes, msg)
-    }
-
-    /// Queues `msg` for every socket on `route` except `except`.
+    /// Queues `msg` for every socket on `route` except `except` (broadcast routes).
     pub fn deliver_to_route(&self, route: &str, except: &str, msg: &Message) -> usize {
         let outboxes: Vec<Outbox> = {
-            let state = self.state();
-            let members = state.by_route.get(route).into_iter().flatten();
+            let registry = self.registry();
+            let members = registry.by_route.get(route).into_iter().flatten();
             members
                 .filter(|id| &***id != except)
-                .filter_map(|id| state.sockets.get(id).map(|m| m.outbox.clone()))
+                .filter_map(|id| registry.sockets.get(id).map(|m| m.outbox.clone()))
                 .collect()
         };
-        self.offer_all(outboxes, msg)
+        self.offer_direct(outboxes, msg.clone())
     }
 
-    fn offer_all(&self, outboxes: Vec<Outbox>, msg: &Message) -> usize {
+    /// Delivers a push to a connection, users or everyone on this node (the broker calls
+    /// this on every node); a channel target goes to [`Hub::append`] / [`Hub::apply_event`].
+    pub fn apply_push(&self, target: &Target, event: &str, data: &Value) -> usize {
+        let outboxes: Vec<Outbox> = {
+            let registry = self.registry();
+            let of = |id: &str| registry.sockets.get(id).map(|m| m.outbox.clone());
+            match target {
+                Target::Connections(ids) => ids.iter().filter_map(|id| of(id)).collect(),
+                Target::Users(users) => users
+                    .iter()
+                    .flat_map(|u| registry.by_user.get(u.as_str()).into_iter().flatten())
+                    .filter_map(|id| of(id))
+                    .collect(),
+                Target::Broadcast => registry.sockets.values().map(|m| m.outbox.clone()).collect(),
+                Target::Channel(_) => Vec::new(),
+            }
+        };
+        self.offer_direct(outboxes, Message::text(protocol::push(event, data)))
+    }
+
+    fn offer_direct(&self, outboxes: Vec<Outbox>, frame: Message) -> usize {
         let mut delivered = 0;
         for outbox in outboxes {
-            match outbox.offer(msg.clone()) {
-                Ok(()) => delivered += 1,
-                Err(Refused::Full) => {
-                    self.inner.slow_evictions.fetch_add(1, Ordering::Relaxed);
+            let push = Push { frame: frame.clone(), tag: None, policy: Policy::default() };
+            match outbox.offer(push) {
+                Offer::Queued | Offer::Dropped(_) => delivered += 1,
+                Offer::Evicted => {
+                    self.inner.stats.slow_closes[0].fetch_add(1, Ordering::Relaxed);
                 }
-                Err(Refused::Closed) => {}
+                Offer::Closed => {}
             }
         }
+        self.inner.stats.direct_deliveries.fetch_add(delivered as u64, Ordering::Relaxed);
         delivered
     }
 
-    /// Closes every socket of `user` with `code` (revocation); returns how many.
-    pub fn close_user(&self, user: &str, code: u16, reason: &'static str) -> usize {
-        let state = self.state();
-        let ids = state.by_user.get(user).into_iter().flatten();
-        let members: Vec<&Member> = ids.filter_map(|id| state.sockets.get(id)).collect();
-        members.iter().for_each(|m| m.outbox.evict(code, reason));
-        members.len()
+    /// Drops the revoked identity from the session bridge's cache and closes its sockets
+    /// with 4401 (the broker calls this on every node). Returns how many were closed.
+    pub fn apply_revocation(&self, revocation: &Revocation) -> usize {
+        if let Some(bridge) = &self.inner.bridge {
+            match revocation {
+                Revocation::User(id) => bridge.invalidate_user(id),
+                Revocation::Session(key) => bridge.forget_session(key),
+            }
+        }
+        let registry = self.registry();
+        let ids = match revocation {
+            Revocation::User(id) => registry.by_user.get(id.as_str()),
+            Revocation::Session(key) => registry.by_session.get(key.as_str()),
+        };
+        let members: Vec<&Member> = ids.into_iter().flatten().filter_map(|id| registry.sockets.get(id)).collect();
+        members.iter().filter(|m| m.outbox.evict(CloseReason::Revoked)).count()
+    }
+
+    /// Closes every socket of `user` with `reason`; returns how many.
+    pub fn close_user(&self, user: &str, reason: CloseReason) -> usize {
+        let registry = self.registry();
+        let ids = registry.by_user.get(user).into_iter().flatten();
+        let members: Vec<&Member> = ids.filter_map(|id| registry.sockets.get(id)).collect();
+        members.iter().filter(|m| m.outbox.evict(reason.clone())).count()
     }
 
     /// The next hook sequence number for `key` (a user id, or a connection id when anonymous).
     pub fn next_seq(&self, key: &str) -> u64 {
-        let mut state = self.state();
-        let seq = state.seq.entry(Arc::from(key)).or_default();
-        *seq += 1;
-        *seq
+        let counter = self.inner.seq.get_with_by_ref(key, || Arc::new(AtomicU64::new(0)));
+        counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+
+    /// Forgets `key`'s sequence counter (an anonymous connection's, after its last hook).
+    pub fn forget_seq(&self, key: &str) {
+        self.inner.seq.invalidate(key);
     }
 
     /// Sockets open on this node.
     pub fn len(&self) -> usize {
-        self.state().sockets.len()
+        self.registry().sockets.len()
     }
 
     /// True when no socket is open.
@@ -203,30 +417,201 @@ impl Hub {
         self.len() == 0
     }
 
-    /// Sockets evicted because their queue was full.
+    /// Sockets evicted as slow readers, every policy together.
     pub fn slow_evictions(&self) -> u64 {
-        self.inner.slow_evictions.load(Ordering::Relaxed)
+        self.inner.stats.slow_closes.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
+
+    // === channels ===
+
+    /// The room of `channel`, made at the broker's origin when this node has none; None
+    /// when no rule covers the channel.
+    pub async fn room(&self, channel: &str) -> Result<Arc<Room>, SubscribeError> {
+        if let Some(room) = self.rooms().get(channel) {
+            return Ok(room.clone());
+        }
+        let Some(rule) = self.inner.rules.for_channel(channel) else {
+            return Err(SubscribeError::NoRule(channel.to_string()));
+        };
+        let origin = self.inner.broker.origin(channel).await.map_err(|e| {
+            tracing::warn!(channel, error = %e, "broker cannot say where the channel starts");
+            SubscribeError::Broker
+        })?;
+        Ok(self.room_at(channel, rule, origin))
+    }
+
+    /// The room of `channel` if this node has one.
+    pub fn existing_room(&self, channel: &str) -> Option<Arc<Room>> {
+        self.rooms().get(channel).cloned()
+    }
+
+    /// The room, or a new one starting after `origin` (someone may have made it meanwhile).
+    fn room_at(&self, channel: &str, rule: Arc<Rule>, origin: Position) -> Arc<Room> {
+        let mut rooms = self.rooms();
+        if let Some(room) = rooms.get(channel) {
+            return room.clone();
+        }
+        if rooms.len() >= MAX_IDLE_ROOMS {
+            let now = Instant::now();
+            rooms.retain(|_, room| !room.sweep(now + room::IDLE_ROOM_KEEP.max(room.rule.history_ttl)));
+        }
+        let name: Arc<str> = Arc::from(channel);
+        let room = Arc::new(Room::new(name.clone(), rule, origin));
+        rooms.insert(name, room.clone());
+        room
+    }
+
+    /// Numbers, stores and fans out an event (the local broker); None when no rule covers
+    /// the channel.
+    pub fn append(&self, channel: &str, event: &str, data: Arc<Value>) -> Option<Position> {
+        let room = match self.existing_room(channel) {
+            Some(room) => room,
+            None => {
+                let rule = self.inner.rules.for_channel(channel)?;
+                let origin = Position { offset: 0, epoch: crate::broker::fresh_epoch() };
+                self.room_at(channel, rule, origin)
+            }
+        };
+        Some(room.append(event, data, &self.inner.stats))
+    }
+
+    /// Applies an event the broker numbered (see the broker contract); an event for a
+    /// channel no rule covers is ignored.
+    pub fn apply_event(&self, event: &Event) {
+        let room = match self.existing_room(&event.channel) {
+            Some(room) => room,
+            None => {
+                let Some(rule) = self.inner.rules.for_channel(&event.channel) else { return };
+                let before = Position { offset: event.position.offset - 1, epoch: event.position.epoch.clone() };
+                self.room_at(&event.channel, rule, before)
+            }
+        };
+        room.apply(event, &self.inner.stats);
+    }
+
+    /// Joins socket `conn` to `channel`, recovering from `since` if given. The socket stays
+    /// held (no push reaches it) until [`Hub::release`], called once the reply is queued.
+    pub async fn subscribe(
+        &self,
+        conn: &ConnId,
+        channel: &str,
+        since: Option<Position>,
+        filter: Option<Filter>,
+    ) -> Result<Subscribed, SubscribeError> {
+        let room = self.room(channel).await?;
+        let (outbox, user) = {
+            let mut registry = self.registry();
+            let max = self.inner.settings.max_subscriptions;
+            let member = registry.sockets.get_mut(conn).ok_or(SubscribeError::Gone)?;
+            if !member.channels.contains(channel) && member.channels.len() >= max {
+                return Err(SubscribeError::TooMany(max));
+            }
+            member.channels.insert(room.name.clone());
+            (member.outbox.clone(), member.user.clone())
+        };
+        let hold = self.inner.settings.bounds.messages;
+        let joining = Joining { conn: conn.clone(), outbox, user, filter, since, hold };
+        match room.join(joining) {
+            Joined::Ready { position, recovered } => Ok(Subscribed { position, recovered }),
+            Joined::NeedsReplay { position, after } => {
+                let replay = self.inner.broker.replay(channel, &after, position.offset).await;
+                let recovered = match replay {
+                    Ok(Some(events)) => room.fill(conn, &position, &events),
+                    Ok(None) => false,
+                    Err(e) => {
+                        tracing::warn!(channel, error = %e, "broker replay failed");
+                        false
+                    }
+                };
+                Ok(Subscribed { position, recovered: Some(recovered) })
+            }
+        }
+    }
+
+    /// Lets a held subscriber's frames go, in order, once its subscribe reply is queued.
+    pub async fn release(&self, conn: &ConnId, channel: &str) {
+        if let Some(room) = self.existing_room(channel) {
+            room.release(conn).await;
+        }
+    }
+
+    /// Leaves `channel`; true when the socket was subscribed.
+    pub fn unsubscribe(&self, conn: &ConnId, channel: &str) -> bool {
+        if let Some(member) = self.registry().sockets.get_mut(conn) {
+            member.channels.remove(channel);
+        }
+        self.existing_room(channel).is_some_and(|room| room.leave(conn))
+    }
+
+    /// The channels this node has rooms for: name, subscribers, position.
+    pub fn channels(&self) -> Vec<(Arc<str>, usize, Position)> {
+        let rooms: Vec<Arc<Room>> = self.rooms().values().cloned().collect();
+        rooms.into_iter().map(|r| (r.name.clone(), r.subscribers(), r.position())).collect()
+    }
+
+    /// Forgets expired history and drops idle rooms; called periodically.
+    pub fn sweep(&self) {
+        let now = Instant::now();
+        let rooms: Vec<Arc<Room>> = self.rooms().values().cloned().collect();
+        let idle: Vec<Arc<str>> = rooms.iter().filter(|r| r.sweep(now)).map(|r| r.name.clone()).collect();
+        if idle.is_empty() {
+            return;
+        }
+        let mut map = self.rooms();
+        for name in idle {
+            // Re-checked under the map's lock: a subscriber may have joined meanwhile.
+            if map.get(&name).is_some_and(|r| r.sweep(now)) {
+                map.remove(&name);
+            }
+        }
+    }
+}
+
+/// What the registry needs to know about a new socket.
+#[derive(Debug)]
+pub struct Socket {
+    /// The connection id.
+    pub id: ConnId,
+    /// The hub's group for its route (broadcast routes deliver to it).
+    pub route: Arc<str>,
+    /// Its queue.
+    pub outbox: Outbox,
+    /// Its user, if any.
+    pub user: Option<Arc<User>>,
+    /// Its session cookie's value, if any: revocations of that session close it.
+    pub session: Option<Arc<str>>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut state = self.hub.state();
+        let mut registry = self.hub.registry();
         if let Some(user) = &self.user {
-            decrement(&mut state.user_slots, user);
+            decrement(&mut registry.user_slots, user);
         }
-        decrement(&mut state.ip_slots, &self.ip);
+        decrement(&mut registry.ip_slots, &self.ip);
     }
 }
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let mut state = self._slot.hub.state();
-        let Some(member) = state.sockets.remove(&self.id) else { return };
-        if let Some(user) = &member.user {
-            remove_from(&mut state.by_user, user, &self.id);
+        let hub = &self._slot.hub;
+        let member = {
+            let mut registry = hub.registry();
+            let Some(member) = registry.sockets.remove(&self.id) else { return };
+            if let Some(user) = &member.user {
+                remove_from(&mut registry.by_user, &user.id, &self.id);
+            }
+            if let Some(session) = &member.session {
+                remove_from(&mut registry.by_session, session, &self.id);
+            }
+            remove_from(&mut registry.by_route, &member.route, &self.id);
+            member
+        };
+        for channel in &member.channels {
+            if let Some(room) = hub.existing_room(channel) {
+                room.leave(&self.id);
+            }
         }
-        remove_from(&mut state.by_route, &member.route, &self.id);
     }
 }
 

@@ -40,6 +40,9 @@ pub use self::tls::TlsError;
 /// After an accept error (out of file descriptors), wait this long before accepting again
 /// instead of spinning.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// How often expired history is forgotten and idle rooms dropped: often enough that memory
+/// follows the TTLs, rarely enough to cost nothing.
+const HUB_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
 
 /// Why Switchyard could not start.
 #[derive(Debug, thiserror::Error)]
@@ -166,15 +169,19 @@ struct Plan {
     bridge: Option<SessionBridge>,
     lifecycle: Lifecycle,
     hard: CancellationToken,
+    /// Set by the first worker to serve: node-wide tasks (hub upkeep, the broker's own
+    /// work) run once, on that worker's runtime.
+    node_tasks: std::sync::atomic::AtomicBool,
 }
 
 impl Plan {
     fn new(config: Arc<Config>) -> Result<Self, StartError> {
         let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
         let bridge = config.django.clone().map(SessionBridge::new).transpose()?;
-        let hub = Hub::new(config.websocket.max_per_user, config.websocket.max_per_ip);
+        let hub = Hub::from_config(&config, bridge.clone());
         let lifecycle = Lifecycle { graceful: CancellationToken::new(), tasks: TaskTracker::new() };
-        Ok(Self { config, acceptor, hub, bridge, lifecycle, hard: CancellationToken::new() })
+        let node_tasks = std::sync::atomic::AtomicBool::new(false);
+        Ok(Self { config, acceptor, hub, bridge, lifecycle, hard: CancellationToken::new(), node_tasks })
     }
 
     fn running(&self, listeners: &Listeners) -> Running {
@@ -191,6 +198,9 @@ impl Plan {
     /// Starts accept loops for every listener on the current runtime, with a router (and
     /// upstream pool) of this runtime's own.
     fn serve(&self, listeners: &Listeners) -> Result<(), StartError> {
+        if !self.node_tasks.swap(true, std::sync::atomic::Ordering::AcqRel) {
+            self.spawn_node_tasks();
+        }
         let websockets = Websockets::new(&self.config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone());
         let router = Router::new(&self.config, websockets);
         let shared = Arc::new(Shared { router, http: http_builder(&self.config), config: self.config.clone() });
@@ -203,6 +213,25 @@ impl Plan {
             self.spawn_accept(listener, acceptor, shared.clone());
         }
         Ok(())
+    }
+
+    /// The hub's upkeep (expired history, idle rooms) and the broker's background work;
+    /// both end when shutdown begins.
+    fn spawn_node_tasks(&self) {
+        let (hub, graceful) = (self.hub.clone(), self.lifecycle.graceful.clone());
+        self.lifecycle.tasks.spawn(async move {
+            let mut tick = tokio::time::interval(HUB_SWEEP_INTERVAL);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => hub.sweep(),
+                    () = graceful.cancelled() => break,
+                }
+            }
+        });
+        if let Some(work) = self.hub.broker().background(self.lifecycle.graceful.clone()) {
+            self.lifecycle.tasks.spawn(work);
+        }
     }
 
     fn announce(&self, running: &Running) {

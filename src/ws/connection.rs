@@ -18,8 +18,8 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use super::hooks::{self, Verdict};
-use super::Shared;
-use crate::commands::Caller;
+use super::{CloseReason, Shared};
+use crate::commands::{Caller, Effects};
 use crate::config::Protocol;
 use crate::django::Identity;
 use crate::hub::{self, Outbox, Registration, Slot};
@@ -36,38 +36,38 @@ const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 enum Ending {
     /// The peer closed or vanished; nothing more to send.
     Peer,
-    /// We close with this code and reason.
-    Close(u16, &'static str),
+    /// We close for this reason.
+    Close(CloseReason),
 }
 
 /// Runs the socket to its end; `slot` holds its place under the caps.
 pub(super) async fn run(ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc<Shared>) {
-    let (outbox, inbox) = hub::outbox(shared.config.outbox_messages, shared.config.outbox_bytes);
+    let (outbox, inbox) = hub::outbox(shared.hub.bounds());
     let route = route_key(&caller);
     let in_flight = Arc::new(AtomicUsize::new(0));
     let mut socket = Socket { ws, caller, shared, outbox, route, tasks: JoinSet::new(), in_flight };
     // Rarely-run steps are boxed so their futures do not sit in every idle socket's task.
-    if let Err((code, reason)) = Box::pin(admit(&socket.caller, &socket.shared)).await {
-        return close(&mut socket.ws, code, &reason).await;
+    if let Err(reason) = Box::pin(admit(&socket.caller, &socket.shared)).await {
+        return close(&mut socket.ws, &reason).await;
     }
     let registration = socket.register(slot);
     let ending = match socket.welcome().await {
         ControlFlow::Continue(()) => socket.run_loop(inbox).await,
         ControlFlow::Break(ending) => ending,
     };
-    if let Ending::Close(code, reason) = ending {
-        close(&mut socket.ws, code, reason).await;
+    if let Ending::Close(reason) = ending {
+        close(&mut socket.ws, &reason).await;
     }
     drop(registration);
     Box::pin(socket.finish()).await;
 }
 
 /// The route's `auth` rule, then `on_connect`; Err is the close to send.
-async fn admit(caller: &Caller, shared: &Shared) -> Result<(), (u16, String)> {
+async fn admit(caller: &Caller, shared: &Shared) -> Result<(), CloseReason> {
     if let Err(refusal) = routes::check(caller.route.auth, caller.user.as_deref()) {
         return Err(match refusal {
-            Refusal::NotLoggedIn => (4401, "login required".into()),
-            Refusal::NotAllowed => (4403, "not allowed".into()),
+            Refusal::NotLoggedIn => CloseReason::LoginRequired,
+            Refusal::NotAllowed => CloseReason::NotAllowed,
         });
     }
     on_connect(caller, shared).await
@@ -75,7 +75,18 @@ async fn admit(caller: &Caller, shared: &Shared) -> Result<(), (u16, String)> {
 
 impl Socket {
     fn register(&self, slot: Slot) -> Registration {
-        self.shared.hub.register(slot, self.caller.id.clone(), self.route.clone(), self.outbox.clone())
+        let session = match (&self.shared.bridge, &self.caller.cookie) {
+            (Some(bridge), Some(cookie)) => bridge.session_value(cookie.as_bytes()).map(Arc::from),
+            _ => None,
+        };
+        let socket = hub::Socket {
+            id: self.caller.id.clone(),
+            route: self.route.clone(),
+            outbox: self.outbox.clone(),
+            user: self.caller.user.clone(),
+            session,
+        };
+        self.shared.hub.register(slot, socket)
     }
 
     /// The first frame on json routes.
@@ -83,7 +94,7 @@ impl Socket {
         if self.caller.route.protocol != Protocol::Json {
             return ControlFlow::Continue(());
         }
-        let welcome = protocol::welcome(&self.caller.id, self.caller.user.as_deref());
+        let welcome = protocol::welcome(&self.caller.id, self.caller.user.as_deref(), None);
         self.send_now(Message::text(welcome)).await
     }
 
@@ -98,14 +109,14 @@ impl Socket {
 }
 
 /// Runs `on_connect` when the route has one; Err is the close to send.
-async fn on_connect(caller: &Caller, shared: &Shared) -> Result<(), (u16, String)> {
+async fn on_connect(caller: &Caller, shared: &Shared) -> Result<(), CloseReason> {
     let (Some(url), Some(backend)) = (&caller.route.on_connect, shared.commands.backend()) else { return Ok(()) };
     match hooks::connect(backend, &url.0, caller, &shared.hub).await {
         Ok(Verdict::Accept) => Ok(()),
-        Ok(Verdict::Refuse(code, reason)) => Err((code, reason)),
+        Ok(Verdict::Refuse(code, reason)) => Err(CloseReason::Refused { code, reason }),
         Err(e) => {
             tracing::warn!(connection = %caller.id, error = %e, "on_connect hook failed");
-            Err((1011, "on_connect failed".into()))
+            Err(CloseReason::HookFailed)
         }
     }
 }
@@ -137,13 +148,13 @@ impl Socket {
         let mut last_heard = Instant::now();
         loop {
             let flow = tokio::select! {
-                () = graceful.cancelled() => ControlFlow::Break(Ending::Close(1001, "server shutting down")),
-                (code, reason) = eviction.wait() => ControlFlow::Break(Ending::Close(code, reason)),
+                () = graceful.cancelled() => ControlFlow::Break(Ending::Close(CloseReason::ShuttingDown)),
+                reason = eviction.wait() => ControlFlow::Break(Ending::Close(reason)),
                 read = self.ws.next() => {
                     last_heard = Instant::now();
                     self.on_read(read).await
                 }
-                Some(out) = inbox.recv() => {
+                out = inbox.recv() => {
                     // A peer that stops reading blocks the write; eviction or the idle
                     // timeout must still end it.
                     let patience = self.shared.config.idle_timeout;
@@ -151,7 +162,7 @@ impl Socket {
                         written = tokio::time::timeout(patience, self.write_batch(out, &mut inbox)) => {
                             written.unwrap_or(ControlFlow::Break(Ending::Peer))
                         }
-                        (code, reason) = eviction.wait() => ControlFlow::Break(Ending::Close(code, reason)),
+                        reason = eviction.wait() => ControlFlow::Break(Ending::Close(reason)),
                     }
                 }
                 _ = ping.tick() => self.keepalive(last_heard).await,
@@ -181,9 +192,7 @@ impl Socket {
                 self.shared.hub.deliver_to_route(&self.route, "", &msg);
                 ControlFlow::Continue(())
             }
-            (Protocol::Json, Message::Binary(_)) => {
-                ControlFlow::Break(Ending::Close(1003, "binary frames are not accepted here"))
-            }
+            (Protocol::Json, Message::Binary(_)) => ControlFlow::Break(Ending::Close(CloseReason::BinaryFrame)),
             (Protocol::Json, Message::Text(text)) => self.on_frame(&text).await,
         }
     }
@@ -205,12 +214,18 @@ impl Socket {
             (self.caller.clone(), self.shared.clone(), self.outbox.clone(), self.in_flight.clone());
         self.tasks.spawn(async move {
             let mut outcomes = Vec::with_capacity(frame.commands.len());
+            let mut effects = Effects::default();
             for (name, args) in frame.commands {
-                let outcome = shared.commands.run(&name, args, &caller).await;
+                let outcome = shared.commands.run(&name, args, &caller, &mut effects).await;
                 outcomes.push((name, outcome));
             }
             in_flight.fetch_sub(1, Ordering::AcqRel);
-            let _ = outbox.send(Message::text(protocol::reply(frame.id.as_ref(), outcomes))).await;
+            if outbox.send(Message::text(protocol::reply(frame.id.as_ref(), outcomes))).await.is_ok() {
+                // Channels this frame joined start flowing only now, after their reply.
+                for channel in effects.release {
+                    shared.hub.release(&caller.id, &channel).await;
+                }
+            }
         });
         // Reap finished command tasks so the set does not grow with the socket's age.
         while self.tasks.try_join_next().is_some() {}
@@ -241,7 +256,7 @@ impl Socket {
 
     async fn keepalive(&mut self, last_heard: Instant) -> ControlFlow<Ending> {
         if last_heard.elapsed() >= self.shared.config.idle_timeout {
-            return ControlFlow::Break(Ending::Close(1001, "idle timeout"));
+            return ControlFlow::Break(Ending::Close(CloseReason::IdleTimeout));
         }
         self.send_now(Message::Ping(Default::default())).await
     }
@@ -264,7 +279,7 @@ impl Socket {
         if now.as_ref().map(|u| &u.id) == then {
             ControlFlow::Continue(())
         } else {
-            ControlFlow::Break(Ending::Close(4401, "session ended"))
+            ControlFlow::Break(Ending::Close(CloseReason::SessionEnded))
         }
     }
 }
@@ -279,21 +294,21 @@ fn periodic(period: Duration) -> tokio::time::Interval {
 /// The close a read error calls for (tungstenite does not send 1009 or 1007 itself).
 fn read_error(e: &WsError) -> Ending {
     match e {
-        WsError::Capacity(_) => Ending::Close(1009, "message too big"),
-        WsError::Utf8(_) => Ending::Close(1007, "invalid UTF-8 in a text message"),
-        WsError::Protocol(_) => Ending::Close(1002, "protocol error"),
+        WsError::Capacity(_) => Ending::Close(CloseReason::MessageTooBig),
+        WsError::Utf8(_) => Ending::Close(CloseReason::InvalidUtf8),
+        WsError::Protocol(_) => Ending::Close(CloseReason::ProtocolError),
         _ => Ending::Peer,
     }
 }
 
 /// Sends our close frame and waits for the peer's, so the TCP connection ends cleanly; a
 /// peer that reads nothing cannot hold the socket past the timeout.
-async fn close(ws: &mut Ws, code: u16, reason: &str) {
-    Box::pin(close_handshake(ws, code, reason)).await
+async fn close(ws: &mut Ws, reason: &CloseReason) {
+    Box::pin(close_handshake(ws, reason)).await
 }
 
-async fn close_handshake(ws: &mut Ws, code: u16, reason: &str) {
-    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
+async fn close_handshake(ws: &mut Ws, reason: &CloseReason) {
+    let frame = CloseFrame { code: CloseCode::from(reason.code()), reason: reason.reason().as_ref().into() };
     let handshake = async {
         if ws.close(Some(frame)).await.is_ok() {
             while let Some(Ok(_)) = ws.next().await {}

@@ -48,6 +48,10 @@ pub async fn disconnect(backend: &Backend, url: &str, caller: &Caller, hub: &Hub
     if let Err(e) = call(backend, url, "$disconnect", caller, hub).await {
         tracing::warn!(connection = %caller.id, error = %e, "on_disconnect hook failed");
     }
+    if caller.user.is_none() {
+        // An anonymous connection's counter is keyed by its id, which never comes back.
+        hub.forget_seq(&caller.id);
+    }
 }
 
 #[cfg(test)]

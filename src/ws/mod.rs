@@ -2,6 +2,7 @@
 //! 101), then the socket's life in [`connection`]. RFC 6455; permessage-deflate is never
 //! offered (tungstenite has none).
 
+mod close;
 mod connection;
 pub mod handshake;
 mod hooks;
@@ -17,6 +18,7 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use self::close::CloseReason;
 use self::handshake::HandshakeError;
 use crate::body::Body;
 use crate::commands::{Caller, Commands};
