@@ -26,6 +26,7 @@ fn settings(secret: &str, database: &str, cache_size: u64) -> BridgeSettings {
         session_store_class: DEFAULT_SESSION_STORE_CLASS.into(),
         authentication_backends: vec![DEFAULT_AUTHENTICATION_BACKEND.into()],
         check_is_active: true,
+        pushed_revocation: true,
         store: StoreSettings {
             session_table: Ident::new(DEFAULT_SESSION_TABLE).unwrap(),
             users: UserTable {

@@ -71,7 +71,40 @@ ensure_venv() {
     printf '%s\n' "$key" >"$stamp"
 }
 
-# free_port: print a TCP port on 127.0.0.1 that was free a moment ago.
+# listening_ports PID: the TCP ports process PID listens on, one a line, lowest first;
+# nothing while it listens on none. Read from /proc: PID's socket inodes, matched against
+# the kernel's table of listening sockets (state 0A), IPv4 and IPv6.
+listening_ports() {
+    local pid=$1 inodes
+    inodes=$(find /proc/"$pid"/fd -lname 'socket:\[*' -printf '%l\n' 2>/dev/null | tr -dc '0-9\n')
+    [[ -n $inodes ]] || return 0
+    awk -v inodes="$inodes" '
+        BEGIN { n = split(inodes, list, "\n"); for (i = 1; i <= n; i++) mine[list[i]] = 1 }
+        FNR > 1 && $4 == "0A" && ($10 in mine) { split($2, local, ":"); print local[2] }
+    ' /proc/"$pid"/net/tcp /proc/"$pid"/net/tcp6 2>/dev/null |
+        while read -r hex; do printf '%d\n' "0x$hex"; done | sort -nu
+}
+
+# wait_listening PID WHAT: wait (bounded, 30 s) until process PID listens on a TCP port,
+# then print its ports (listening_ports). For servers started on port 0: the kernel picks
+# a port nobody holds and the script reads it back, instead of guessing a free port that
+# another process may take first. Fails at once when PID exits.
+wait_listening() {
+    local pid=$1 what=$2 i ports
+    for ((i = 0; i < 300; i++)); do
+        ports=$(listening_ports "$pid")
+        [[ -n $ports ]] && { printf '%s\n' "$ports"; return 0; }
+        kill -0 "$pid" 2>/dev/null || { printf 'error: %s exited during start-up\n' "$what" >&2; return 1; }
+        sleep 0.1
+    done
+    printf 'error: %s not listening after 30 s\n' "$what" >&2
+    return 1
+}
+
+# free_port: print a TCP port on 127.0.0.1 that was free a moment ago. Only for servers
+# that cannot bind port 0 and be read back (nginx): anything else binds port 0 and the
+# caller reads the port with wait_listening, since another process may take this one
+# between the check and the bind.
 free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
 }

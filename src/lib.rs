@@ -4,6 +4,7 @@
 //! The modules follow the design's diagram: `server` accepts downstream connections (plain
 //! and TLS), `router` decides what each request is, `proxy` forwards plain HTTP to Django.
 
+pub mod admin;
 pub mod body;
 pub mod broker;
 pub mod commands;

@@ -54,6 +54,18 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in a fixed order (metrics index by it).
+    pub const ALL: [ErrorCode; 8] = [
+        Self::BadFrame,
+        Self::UnknownCommand,
+        Self::BadArgs,
+        Self::Forbidden,
+        Self::TooManyRequests,
+        Self::BackendUnavailable,
+        Self::BackendTimeout,
+        Self::BackendError,
+    ];
+
     /// The code as it appears on the wire.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -169,12 +181,21 @@ pub fn bad_frame(bad: &BadFrame) -> String {
     Value::Object(frame).to_string()
 }
 
-/// Encodes the first frame on a json route; `resume` is the token and its TTL in seconds.
-pub fn welcome(connection: &str, user: Option<&crate::django::User>, resume: Option<(&str, u64)>) -> String {
+/// Encodes the first frame on a json route; `resume` is the token and its TTL in seconds;
+/// `resumed` answers a `?resume=` reconnect.
+pub fn welcome(
+    connection: &str,
+    user: Option<&crate::django::User>,
+    resume: Option<(&str, u64)>,
+    resumed: Option<Value>,
+) -> String {
     let mut welcome = serde_json::json!({"connection": connection, "user": user});
     if let Some((token, ttl)) = resume {
         welcome["resume"] = token.into();
         welcome["resume_ttl"] = ttl.into();
+    }
+    if let Some(resumed) = resumed {
+        welcome["resumed"] = resumed;
     }
     serde_json::json!({ "welcome": welcome }).to_string()
 }

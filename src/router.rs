@@ -18,19 +18,20 @@ pub struct Router {
     proxy: Proxy,
     routes: Routes,
     websockets: Websockets,
+    /// Watches Django's responses for a deleted or replaced session cookie.
+    watch: Option<crate::django::watch::SessionWatch>,
     /// The TLS port plain requests are redirected to, when `redirect_to_https` is on.
     https_port: Option<u16>,
 }
 
 impl Router {
-    /// Builds the router and the pooled upstream client from config.
-    pub fn new(config: &Config, websockets: Websockets) -> Self {
-        let https_port = config
-            .server
-            .redirect_to_https
-            .then(|| config.server.tls.as_ref().and_then(|t| t.listen.first()).map(|a| a.port()))
-            .flatten();
-        Self { proxy: Proxy::new(&config.upstream), routes: Routes::new(config), websockets, https_port }
+    /// Builds the router and the pooled upstream client from config. `tls_port` is the
+    /// first TLS listener's bound port (the config may say 0), where `redirect_to_https`
+    /// sends plain requests.
+    pub fn new(config: &Config, websockets: Websockets, tls_port: Option<u16>) -> Self {
+        let https_port = tls_port.filter(|_| config.server.redirect_to_https);
+        let watch = websockets.session_watch();
+        Self { proxy: Proxy::new(&config.upstream), routes: Routes::new(config), websockets, watch, https_port }
     }
 
     /// Answers one downstream request.
@@ -39,7 +40,7 @@ impl Router {
             return redirect_to_https(&req, port);
         }
         match self.routes.decide(req.uri().path(), is_websocket_upgrade(&req)) {
-            Decision::Forward => self.proxy.forward(req, &downstream).await,
+            Decision::Forward => self.forward(req, downstream).await,
             Decision::Upgrade(route) => self.websockets.upgrade(req, route, downstream).await,
             Decision::NoRoute => body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path"),
             Decision::Denied => body::text(StatusCode::FORBIDDEN, "WebSocket is not allowed on this path"),
@@ -47,6 +48,18 @@ impl Router {
                 body::text(StatusCode::BAD_REQUEST, "this path takes WebSocket connections only")
             }
         }
+    }
+}
+
+impl Router {
+    /// Plain HTTP to Django; a response that ends the request's session revokes it.
+    async fn forward(&self, req: Request<Incoming>, downstream: Downstream) -> Response<Body> {
+        let session = self.watch.as_ref().and_then(|w| w.session_of(req.headers()));
+        let response = self.proxy.forward(req, &downstream).await;
+        if let (Some(watch), Some(session)) = (&self.watch, session) {
+            watch.observe(&session, response.headers()).await;
+        }
+        response
     }
 }
 

@@ -246,3 +246,54 @@ async fn reserved_names_are_never_commands_even_under_a_catch_all_backend() {
     assert_eq!(reply["push"]["error"]["code"], "unknown_command");
     assert_eq!(reply["welcome"]["error"]["code"], "unknown_command");
 }
+
+/// Reconnects with `?resume=token` until the old socket has parked (it closes
+/// asynchronously); gives the welcome and the socket.
+async fn resume(addr: SocketAddr, token: &str) -> (Value, Client) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let mut client = connect(addr, &format!("/ws/?resume={token}")).await;
+        let welcome = welcome(&mut client).await;
+        if welcome["resumed"]["ok"] == true || tokio::time::Instant::now() > deadline {
+            return (welcome, client);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_resume_token_restores_subscriptions_and_replays_what_was_missed() {
+    let sy = switchyard_with(NEWS).await;
+    let addr = sy.plain_addrs[0];
+    let mut writer = open(addr).await;
+    let mut reader = connect(addr, "/ws/").await;
+    let token = welcome(&mut reader).await["resume"].as_str().unwrap().to_string();
+    subscribe(&mut reader, json!("news")).await;
+    publish(&mut writer, "news", 1).await;
+    assert_eq!(pushes(&mut reader, 1).await, [(1, 1)]);
+    drop(reader);
+    publish(&mut writer, "news", 2).await;
+    publish(&mut writer, "news", 3).await;
+    let (welcome, mut reader) = resume(addr, &token).await;
+    assert_eq!(welcome["resumed"]["ok"], true, "{welcome}");
+    assert_eq!(welcome["resumed"]["channels"][0]["recovered"], true, "{welcome}");
+    assert_eq!(welcome["resume_ttl"], 300);
+    assert_ne!(welcome["resume"], token.as_str(), "a new token for the new socket");
+    publish(&mut writer, "news", 4).await;
+    assert_eq!(pushes(&mut reader, 3).await, [(2, 2), (3, 3), (4, 4)]);
+}
+
+#[tokio::test]
+async fn a_resume_token_works_once() {
+    let sy = switchyard_with(NEWS).await;
+    let addr = sy.plain_addrs[0];
+    let mut first = connect(addr, "/ws/").await;
+    let token = welcome(&mut first).await["resume"].as_str().unwrap().to_string();
+    subscribe(&mut first, json!("news")).await;
+    drop(first);
+    let (greeting, second) = resume(addr, &token).await;
+    assert_eq!(greeting["resumed"]["ok"], true);
+    drop(second);
+    let mut third = connect(addr, &format!("/ws/?resume={token}")).await;
+    assert_eq!(welcome(&mut third).await["resumed"]["ok"], false);
+}

@@ -3,7 +3,7 @@
 mod support;
 
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::binary::{self, switchyard_bin};
 use support::*;
@@ -81,14 +81,7 @@ async fn sigterm_stops_the_server_and_exits_0() {
     assert_eq!(read_body(response).await, "ok");
     let kill = Command::new("kill").args(["-TERM", &sy.child.id().to_string()]).status().unwrap();
     assert!(kill.success());
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let status = loop {
-        if let Some(status) = sy.child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "switchyard did not exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    let status = wait_for("switchyard exits after SIGTERM", || std::future::ready(sy.child.try_wait().unwrap())).await;
     assert!(status.success(), "{status:?}");
     binary::wait_for_line(&sy.lines, "stopped", Duration::from_secs(1));
 }

@@ -1,6 +1,7 @@
 //! Command backends and hooks against an in-test Django stand-in that checks the signature
-//! with its own HMAC: the call's body and headers, replies applied (result, state, push),
-//! every failure mapped to its error code, hooks with `seq`, exactly-once disconnects.
+//! with its own HMAC and its own clock: the call's body and headers, replies applied
+//! (result, state, push), every failure mapped to its error code, hooks with `seq`,
+//! exactly-once disconnects (client close, TCP drop, shutdown), on_connect failures.
 
 mod support;
 
@@ -31,29 +32,40 @@ struct Seen {
 
 type Log = Arc<Mutex<Vec<Seen>>>;
 
-fn signature_ok(header: Option<&str>, body: &[u8]) -> bool {
+/// The test's own clock, in Unix seconds (not Switchyard's `signature::now`).
+fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// The HMAC over `t.body`, and `t` no later than the call arrived and at most two seconds
+/// before, by the test's clock `received_at`: a signature made at the call, not reused.
+fn signature_ok(header: Option<&str>, body: &[u8], received_at: u64) -> bool {
     let Some(header) = header else { return false };
     let Some((t, v1)) = header.strip_prefix("t=").and_then(|h| h.split_once(",v1=")) else { return false };
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
     let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let fresh = t.parse::<u64>().is_ok_and(|t| t.abs_diff(switchyard::commands::signature::now()) < 300);
+    let fresh = t.parse::<u64>().is_ok_and(|t| t <= received_at && received_at - t <= 2);
     expected == v1 && fresh
 }
 
-/// A stand-in Django: records each call, answers by path.
-async fn backend(log: Log) -> Upstream {
+/// A stand-in Django: records each call, answers by path; `t.held` waits at `gate`.
+async fn backend(log: Log, gate: Gate) -> Upstream {
     upstream(move |req: Request<hyper::body::Incoming>| {
-        let log = log.clone();
+        let (log, gate) = (log.clone(), gate.clone());
         async move {
+            let received_at = unix_now();
             let path = req.uri().path().to_string();
             let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap().to_string());
             let (cookie, host, sig) = (header("cookie"), header("host"), header("x-switchyard-signature"));
             let bytes = req.into_body().collect().await.unwrap().to_bytes();
             let body: Value = serde_json::from_slice(&bytes).unwrap();
-            let signature_ok = signature_ok(sig.as_deref(), &bytes);
+            let signature_ok = signature_ok(sig.as_deref(), &bytes, received_at);
             log.lock().unwrap().push(Seen { path: path.clone(), body: body.clone(), cookie, host, signature_ok });
+            if path == "/cmd/t.held/" {
+                gate.pass().await;
+            }
             answer(&path, &body).await
         }
     })
@@ -79,13 +91,13 @@ async fn answer(path: &str, body: &Value) -> Response<switchyard::body::Body> {
             args["status"].as_u64().unwrap() as u16,
             json!({"error": {"code": "nope", "message": "asked to fail"}}),
         ),
-        "/cmd/t.slow/" => {
-            tokio::time::sleep(Duration::from_millis(args.as_u64().unwrap_or(2000))).await;
-            json_reply(200, json!({"result": "slow"}))
-        }
+        "/cmd/t.held/" => json_reply(200, json!({"result": "released"})),
         "/cmd/t.bigstate/" => json_reply(200, json!({"result": 1, "state": {"blob": "x".repeat(100_000)}})),
         "/hooks/connect/" if body["connection"]["query"].as_str().unwrap().contains("refuse=1") => {
             json_reply(200, json!({"close": {"code": 4403, "reason": "refused by on_connect"}}))
+        }
+        "/hooks/connect/" if body["connection"]["query"].as_str().unwrap().contains("fail=1") => {
+            json_reply(500, json!({"error": {"code": "oops", "message": "the hook view crashed"}}))
         }
         "/hooks/connect/" => json_reply(200, json!({"state": {"joined": true}})),
         "/hooks/disconnect/" => json_reply(200, json!({})),
@@ -100,7 +112,6 @@ async fn switchyard_for(backend_url: &str, extra: &str, dir: &std::path::Path) -
         r#"{base}
 [backends]
 secret_file = "{dir}/secret"
-timeout = "1s"
 [[routes]]
 path = "/ws/"
 on_connect = "{backend_url}/hooks/connect/"
@@ -119,6 +130,7 @@ url = "{backend_url}/cmd/{{command}}/"
 
 struct Scene {
     log: Log,
+    gate: Gate,
     _backend: Upstream,
     sy: switchyard::server::Running,
     _dir: tempfile::TempDir,
@@ -126,10 +138,11 @@ struct Scene {
 
 async fn scene(extra: &str) -> Scene {
     let log = Log::default();
-    let backend = backend(log.clone()).await;
+    let gate = Gate::default();
+    let backend = backend(log.clone(), gate.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let sy = switchyard_for(&backend.url, extra, dir.path()).await;
-    Scene { log, _backend: backend, sy, _dir: dir }
+    Scene { log, gate, _backend: backend, sy, _dir: dir }
 }
 
 impl Scene {
@@ -140,8 +153,18 @@ impl Scene {
     }
 
     fn calls(&self, path: &str) -> Vec<Seen> {
-        self.log.lock().unwrap().iter().filter(|s| s.path == path).cloned().collect()
+        calls(&self.log, path)
     }
+
+    /// Stops Switchyard (shutdown reports the sockets still open) and returns the log.
+    async fn stop(self) -> Log {
+        assert_eq!(self.sy.shutdown(PATIENCE).await, switchyard::server::Shutdown::Clean);
+        self.log
+    }
+}
+
+fn calls(log: &Log, path: &str) -> Vec<Seen> {
+    log.lock().unwrap().iter().filter(|s| s.path == path).cloned().collect()
 }
 
 #[tokio::test]
@@ -202,16 +225,22 @@ async fn oversized_state_is_a_backend_error_and_the_old_state_stays() {
 }
 
 #[tokio::test]
-async fn pushes_reach_a_connection_and_everyone() {
+async fn pushes_reach_a_connection_and_everyone_the_sender_included() {
     let s = scene("").await;
     let (mut a, _) = s.socket("/plain/").await;
     let (mut b, b_id) = s.socket("/plain/").await;
+    let (mut c, _) = s.socket("/plain/").await;
     let pushes =
         json!([{"connection": b_id, "event": "direct", "data": 1}, {"broadcast": true, "event": "all", "data": 2}]);
-    let reply = command(&mut a, json!({"id": 1, "t.push": pushes})).await;
-    assert_eq!(reply["t.push"]["result"], "pushed");
+    a.send(Message::text(json!({"id": 1, "t.push": pushes}).to_string())).await.unwrap();
+    // Pushes are queued before the reply: the sender gets its broadcast copy, then the reply.
+    assert_eq!(next_json(&mut a).await, json!({"push": {"event": "all", "data": 2}}));
+    assert_eq!(next_json(&mut a).await["t.push"]["result"], "pushed");
     assert_eq!(next_json(&mut b).await, json!({"push": {"event": "direct", "data": 1}}));
     assert_eq!(next_json(&mut b).await, json!({"push": {"event": "all", "data": 2}}));
+    // c is not b: the direct push did not reach it, only the broadcast.
+    assert_eq!(next_json(&mut c).await, json!({"push": {"event": "all", "data": 2}}));
+    assert_eq!(command(&mut c, json!({"id": 2, "ping": null})).await["ping"]["result"], "pong");
 }
 
 #[tokio::test]
@@ -229,17 +258,18 @@ async fn backend_403_is_forbidden_and_500_is_backend_error_with_detail() {
 
 #[tokio::test]
 async fn slow_backend_is_backend_timeout() {
+    // The backend holds the call until the test ends: only the timeout can answer it.
     let s = scene("timeout = \"200ms\"").await;
     let (mut client, _) = s.socket("/plain/").await;
-    let reply = command(&mut client, json!({"id": 1, "t.slow": 1000})).await;
-    assert_eq!(reply["t.slow"]["error"]["code"], "backend_timeout");
+    let reply = command(&mut client, json!({"id": 1, "t.held": null})).await;
+    assert_eq!(reply["t.held"]["error"]["code"], "backend_timeout");
 }
 
 #[tokio::test]
 async fn unreachable_backend_is_backend_unavailable() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let sy = switchyard_for(&format!("http://127.0.0.1:{port}"), "", dir.path()).await;
+    let down = Refusing::new();
+    let sy = switchyard_for(&down.url(), "", dir.path()).await;
     let mut client = connect(sy.plain_addrs[0], "/plain/").await;
     welcome(&mut client).await;
     let reply = command(&mut client, json!({"id": 1, "t.body": null})).await;
@@ -250,10 +280,14 @@ async fn unreachable_backend_is_backend_unavailable() {
 async fn commands_past_the_in_flight_bound_are_too_many_requests() {
     let s = scene("[websocket]\nmax_in_flight = 1").await;
     let (mut client, _) = s.socket("/plain/").await;
-    client.send(Message::text(json!({"id": 1, "t.slow": 500}).to_string())).await.unwrap();
+    client.send(Message::text(json!({"id": 1, "t.held": null}).to_string())).await.unwrap();
+    s.gate.until_waiting(1).await;
     let reply = command(&mut client, json!({"id": 2, "ping": null})).await;
     assert_eq!(reply["ping"]["error"]["code"], "too_many_requests");
-    assert_eq!(next_json(&mut client).await["t.slow"]["result"], "slow");
+    s.gate.open();
+    assert_eq!(next_json(&mut client).await["t.held"]["result"], "released");
+    // The slot is free again once the held command answered.
+    assert_eq!(command(&mut client, json!({"id": 3, "ping": null})).await["ping"]["result"], "pong");
 }
 
 #[tokio::test]
@@ -264,15 +298,25 @@ async fn on_connect_can_refuse_with_its_code_and_reason() {
 }
 
 #[tokio::test]
+async fn on_connect_failing_closes_with_1011() {
+    let s = scene("").await;
+    let mut client = connect(s.sy.plain_addrs[0], "/ws/?fail=1").await;
+    assert_eq!(closed(&mut client).await, (1011, "on_connect failed".to_string()));
+    // A socket the hook never admitted is not reported as disconnected.
+    let log = s.stop().await;
+    assert!(calls(&log, "/hooks/disconnect/").is_empty());
+}
+
+#[tokio::test]
 async fn hooks_carry_seq_and_disconnect_is_reported_exactly_once() {
     let s = scene("").await;
     let (mut client, id) = s.socket("/ws/").await;
     client.close(None).await.unwrap();
     closed(&mut client).await;
-    eventually(Duration::from_secs(5), || !s.calls("/hooks/disconnect/").is_empty()).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the disconnect hook is called", || !s.calls("/hooks/disconnect/").is_empty()).await;
     let connects = s.calls("/hooks/connect/");
-    let disconnects = s.calls("/hooks/disconnect/");
+    // Shutdown reports every socket still open: a second report for this one would show.
+    let disconnects = calls(&s.stop().await, "/hooks/disconnect/");
     assert_eq!(disconnects.len(), 1);
     assert_eq!(connects[0].body["command"], "$connect");
     assert_eq!(disconnects[0].body["command"], "$disconnect");
@@ -286,18 +330,28 @@ async fn shutdown_reports_every_disconnect() {
     let s = scene("").await;
     let (mut a, a_id) = s.socket("/ws/").await;
     let (mut b, b_id) = s.socket("/ws/").await;
-    let Scene { log, _backend, sy, _dir } = s;
-    let stopping = tokio::spawn(sy.shutdown(Duration::from_secs(5)));
+    let stopping = tokio::spawn(s.stop());
     assert_eq!(closed(&mut a).await.0, 1001);
     assert_eq!(closed(&mut b).await.0, 1001);
-    assert_eq!(stopping.await.unwrap(), switchyard::server::Shutdown::Clean);
-    let ids: Vec<Value> = log
-        .lock()
-        .unwrap()
-        .iter()
-        .filter(|c| c.path == "/hooks/disconnect/")
-        .map(|c| c.body["connection"]["id"].clone())
-        .collect();
+    let log = stopping.await.unwrap();
+    let ids: Vec<Value> =
+        calls(&log, "/hooks/disconnect/").iter().map(|c| c.body["connection"]["id"].clone()).collect();
     assert_eq!(ids.len(), 2);
     assert!(ids.contains(&json!(a_id)) && ids.contains(&json!(b_id)));
+}
+
+#[tokio::test]
+async fn a_tcp_drop_without_a_close_frame_is_reported_once() {
+    let s = scene("").await;
+    let (client, id) = s.socket("/ws/").await;
+    // RST, no close frame: the browser's machine vanished.
+    if let tokio_tungstenite::MaybeTlsStream::Plain(tcp) = client.get_ref() {
+        #[allow(deprecated)]
+        tcp.set_linger(Some(Duration::ZERO)).unwrap();
+    }
+    drop(client);
+    eventually("the disconnect hook is called", || !s.calls("/hooks/disconnect/").is_empty()).await;
+    let disconnects = calls(&s.stop().await, "/hooks/disconnect/");
+    assert_eq!(disconnects.len(), 1);
+    assert_eq!(disconnects[0].body["connection"]["id"], id);
 }

@@ -1,11 +1,10 @@
 //! WebSockets end to end with real Django: sessions written by Django resolve to the same
 //! user in Switchyard, command views under gunicorn see `request.user` through the forwarded
-//! cookie and verify the signature, state round-trips, hooks are logged exactly once, and a
-//! logout closes the socket with 4401.
+//! cookie and verify the signature, state round-trips, hooks are logged exactly once with
+//! a per-user `seq`, a logout closes the socket with 4401, and a session store outage is
+//! handled as `on_store_error` says at the upgrade and never closes an open socket.
 
 mod support;
-
-use std::time::Duration;
 
 use futures_util::SinkExt;
 use serde_json::json;
@@ -21,11 +20,12 @@ struct Site {
 
 impl Site {
     async fn start() -> Self {
-        Self::with("").await
+        Self::with("", "").await
     }
 
-    /// The demo behind Switchyard with routes for every case; `extra` goes into `[websocket]`.
-    async fn with(websocket: &str) -> Self {
+    /// The demo behind Switchyard with routes for every case; `websocket` goes into
+    /// `[websocket]`, `django` into `[django]` (both empty: the defaults users get).
+    async fn with(websocket: &str, django_options: &str) -> Self {
         let django = django::start();
         let http = &django.http;
         let config = format!(
@@ -41,6 +41,8 @@ on_disconnect = "{http}/ws/hooks/disconnect/"
 path = "/ws/private/"
 auth = "authenticated"
 [[routes]]
+path = "/ws/nohooks/"
+[[routes]]
 path = "/ws/staff/"
 auth = "staff"
 [commands."demo.*"]
@@ -52,7 +54,7 @@ url = "{http}/ws/commands/{{command}}/"
 auth = "authenticated"
 "#,
             base = minimal_config(&django.url, ""),
-            sections = django.switchyard_sections(),
+            sections = django.switchyard_sections().replace("[backends]", &format!("{django_options}\n[backends]")),
         );
         let sy = start_switchyard(&config).await;
         let browser = Browser { addr: sy.plain_addrs[0] };
@@ -72,6 +74,33 @@ auth = "authenticated"
     async fn logged_in(&self) -> String {
         self.browser.login("demo", "demo-password").await
     }
+
+    /// Stops Switchyard (every socket closed, every disconnect hook reported) and gives
+    /// back the Django site, whose hook log can then be read in full.
+    async fn stop(self) -> django::DjangoSite {
+        assert_eq!(self.sy.shutdown(PATIENCE).await, switchyard::server::Shutdown::Clean);
+        self.django
+    }
+}
+
+/// Django's record of connection `id`'s hook calls, read from gunicorn directly (so it
+/// works after Switchyard stopped): `(kind, seq)` oldest first.
+async fn hook_calls(django: &django::DjangoSite, id: &str) -> Vec<(String, u64)> {
+    let request = http::Request::get(format!("{}/ws/hooks/log/?connection={id}", django.http))
+        .header("host", "127.0.0.1")
+        .body(bytes_body(""))
+        .unwrap();
+    let log = json(client().request(request).await.unwrap()).await;
+    log["calls"]
+        .as_array()
+        .expect("a hook log")
+        .iter()
+        .map(|c| (c["kind"].as_str().unwrap().to_owned(), c["seq"].as_u64().unwrap()))
+        .collect()
+}
+
+fn connection_id(welcome: &serde_json::Value) -> String {
+    welcome["connection"].as_str().unwrap().to_owned()
 }
 
 #[tokio::test]
@@ -127,12 +156,21 @@ async fn chat_message_from_a_logged_in_user_reaches_every_socket() {
     let mut listener = site.socket("/ws/", "").await;
     welcome(&mut sender).await;
     welcome(&mut listener).await;
-    let reply = command(&mut sender, json!({"id": 1, "chat.send": {"text": "hello"}})).await;
+    sender
+        .send(tokio_tungstenite::tungstenite::Message::text(
+            json!({"id": 1, "chat.send": {"text": "hello"}}).to_string(),
+        ))
+        .await
+        .unwrap();
+    // The sender's own copy comes first: pushes are queued before the command's reply.
+    let own = next_json(&mut sender).await;
+    let reply = next_json(&mut sender).await;
     assert_eq!(reply["chat.send"]["result"]["ok"], true, "{reply}");
-    let push = next_json(&mut listener).await;
-    assert_eq!(push["push"]["event"], "chat.message");
-    assert_eq!(push["push"]["data"]["text"], "hello");
-    assert_eq!(push["push"]["data"]["user"], "demo");
+    for push in [own, next_json(&mut listener).await] {
+        assert_eq!(push["push"]["event"], "chat.message", "{push}");
+        assert_eq!(push["push"]["data"]["text"], "hello");
+        assert_eq!(push["push"]["data"]["user"], "demo");
+    }
 }
 
 #[tokio::test]
@@ -158,13 +196,18 @@ async fn logged_in_user_may_use_the_authenticated_route() {
     assert_eq!(welcome(&mut socket).await["user"]["username"], "demo");
 }
 
+/// Without revocation pushed by Django, a logout reaches an open socket at the first
+/// revalidation after the cached answer for its session has expired: within `revalidate`
+/// + `cache_ttl` (defaults 60 s + 30 s), here shortened, which is what the test is about.
 #[tokio::test]
-async fn logout_closes_the_socket_with_4401() {
-    let site = Site::with("revalidate = \"200ms\"").await;
+async fn a_logout_switchyard_did_not_see_closes_the_socket_at_the_first_revalidation_after_cache_ttl() {
+    let site = Site::with("revalidate = \"200ms\"", "cache_ttl = \"1s\"").await;
     let cookie = site.logged_in().await;
     let mut socket = site.socket("/ws/private/", &cookie).await;
     welcome(&mut socket).await;
-    site.browser.logout(&cookie).await;
+    // Straight to Django: the response that deletes the cookie never passes Switchyard.
+    let direct = Browser { addr: site.django.http.trim_start_matches("http://").parse().unwrap() };
+    direct.logout(&cookie).await;
     assert_eq!(closed(&mut socket).await, (4401, "session ended".to_string()));
 }
 
@@ -172,24 +215,37 @@ async fn logout_closes_the_socket_with_4401() {
 async fn hooks_are_logged_by_django_exactly_once() {
     let site = Site::start().await;
     let mut socket = site.socket("/ws/", "").await;
-    let welcome = welcome(&mut socket).await;
-    let id = welcome["connection"].as_str().unwrap().to_string();
+    let id = connection_id(&welcome(&mut socket).await);
     let reply = command(&mut socket, json!({"id": 1, "demo.whoami": null, "demo.count": null})).await;
     assert!(reply["demo.count"]["result"]["count"].is_number(), "{reply}");
     socket.close(None).await.unwrap();
     closed(&mut socket).await;
-    let log_path = format!("/ws/hooks/log/?connection={id}");
-    let mut calls = serde_json::Value::Null;
-    for _ in 0..100 {
-        calls = json(site.browser.send(site.browser.get(&log_path), bytes_body("")).await).await;
-        if calls.to_string().contains("disconnect") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    eventually("Django logs the disconnect", || async {
+        hook_calls(&site.django, &id).await.iter().any(|(kind, _)| kind == "disconnect")
+    })
+    .await;
+    // Shutdown reports every socket still open: a second report for this one would show now.
+    let django = site.stop().await;
+    let kinds: Vec<String> = hook_calls(&django, &id).await.into_iter().map(|(kind, _)| kind).collect();
+    assert_eq!(kinds, ["connect", "disconnect"]);
+}
+
+#[tokio::test]
+async fn hook_seq_counts_one_users_hooks_across_two_tabs() {
+    let site = Site::start().await;
+    let cookie = site.logged_in().await;
+    let mut tab1 = site.socket("/ws/", &cookie).await;
+    let one = connection_id(&welcome(&mut tab1).await);
+    let mut tab2 = site.socket("/ws/", &cookie).await;
+    let two = connection_id(&welcome(&mut tab2).await);
+    for (tab, id) in [(&mut tab1, &one), (&mut tab2, &two)] {
+        tab.close(None).await.unwrap();
+        closed(tab).await;
+        eventually("Django logs the disconnect", || async { hook_calls(&site.django, id).await.len() == 2 }).await;
     }
-    let text = calls.to_string();
-    assert_eq!(text.matches("\"connect\"").count(), 1, "{text}");
-    assert_eq!(text.matches("\"disconnect\"").count(), 1, "{text}");
+    let (first, second) = (hook_calls(&site.django, &one).await, hook_calls(&site.django, &two).await);
+    let seqs = [first[0].1, second[0].1, first[1].1, second[1].1];
+    assert_eq!(seqs, [1, 2, 3, 4], "connect 1, connect 2, disconnect 1, disconnect 2: {first:?} {second:?}");
 }
 
 #[tokio::test]
@@ -213,7 +269,7 @@ async fn unreachable_session_store_refuses_the_upgrade_with_503() {
 
 #[tokio::test]
 async fn sockets_past_the_user_cap_get_429() {
-    let site = Site::with("max_per_user = 1").await;
+    let site = Site::with("max_per_user = 1", "").await;
     let cookie = site.logged_in().await;
     let mut first = site.socket("/ws/", &cookie).await;
     welcome(&mut first).await;
@@ -245,4 +301,37 @@ async fn push_to_a_user_reaches_every_socket_of_that_user_only() {
     for tab in [&mut tab1, &mut tab2] {
         assert_eq!(next_json(tab).await, json!({"push": {"event": "note", "data": "for demo"}}));
     }
+}
+
+#[tokio::test]
+async fn under_on_store_error_anonymous_an_outage_makes_the_upgrade_anonymous() {
+    let site = Site::with("", "on_store_error = \"anonymous\"").await;
+    let cookie = site.logged_in().await;
+    std::fs::remove_file(&site.django.db).unwrap();
+    // A route without hooks: Django's own hook views need the database too.
+    let mut socket = site.socket("/ws/nohooks/", &cookie).await;
+    assert_eq!(welcome(&mut socket).await["user"], serde_json::Value::Null);
+    let mut private = site.socket("/ws/private/", &cookie).await;
+    assert_eq!(closed(&mut private).await.0, 4401);
+}
+
+/// A revalidation that cannot reach the store must not log anybody out, even when the
+/// policy for upgrades is `anonymous`. `revalidate` and `cache_ttl` are short so that
+/// revalidations reach the store during the test.
+#[tokio::test]
+async fn a_store_outage_during_revalidation_keeps_the_socket_open_even_under_on_store_error_anonymous() {
+    let logs = support::logs::capture("switchyard=debug");
+    let site = Site::with("revalidate = \"100ms\"", "cache_ttl = \"100ms\"\non_store_error = \"anonymous\"").await;
+    let cookie = site.logged_in().await;
+    let mut socket = site.socket("/ws/private/", &cookie).await;
+    assert_eq!(welcome(&mut socket).await["user"]["username"], "demo");
+    // Unreadable as a database, for the connection Switchyard already holds open too.
+    let len = std::fs::metadata(&site.django.db).unwrap().len() as usize;
+    std::fs::write(&site.django.db, vec![0x5au8; len]).unwrap();
+    tokio::select! {
+        () = logs.until(3, "revalidation skipped") => {}
+        frame = next_message(&mut socket) => panic!("the socket got {frame:?} during the outage"),
+    }
+    let reply = command(&mut socket, json!({"id": 1, "ping": null})).await;
+    assert_eq!(reply["ping"]["result"], "pong", "the socket was closed: {reply}");
 }

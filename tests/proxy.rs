@@ -27,6 +27,19 @@ async fn header_echo() -> Upstream {
     .await
 }
 
+/// An upstream that holds each request at `gate`, then answers 200 with `text`.
+async fn held_upstream(gate: &Gate, text: &'static str) -> Upstream {
+    let gate = gate.clone();
+    upstream(move |_| {
+        let gate = gate.clone();
+        async move {
+            gate.pass().await;
+            reply(200, text)
+        }
+    })
+    .await
+}
+
 async fn seen_headers(request: Request<switchyard::body::Body>) -> serde_json::Value {
     let response = client().request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
@@ -141,11 +154,9 @@ async fn trailers_pass_through_when_the_downstream_accepts_them() {
 
 #[tokio::test]
 async fn slow_upstream_is_504() {
-    let up = upstream(|_| async {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        reply(200, "too late")
-    })
-    .await;
+    // The upstream holds every request at a gate the test never opens.
+    let gate = Gate::default();
+    let up = held_upstream(&gate, "too late").await;
     let sy = start_switchyard(&minimal_config(&up.url, "response_timeout = \"200ms\"")).await;
     let started = std::time::Instant::now();
     let response = client().get(url(sy.plain_addrs[0], "/").parse().unwrap()).await.unwrap();
@@ -156,9 +167,8 @@ async fn slow_upstream_is_504() {
 
 #[tokio::test]
 async fn upstream_down_is_502() {
-    // Bind then drop: the port is free and nothing listens on it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let sy = start_switchyard(&minimal_config(&format!("http://127.0.0.1:{port}"), "")).await;
+    let down = Refusing::new();
+    let sy = start_switchyard(&minimal_config(&down.url(), "")).await;
     let response = client().get(url(sy.plain_addrs[0], "/").parse().unwrap()).await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     assert_eq!(response.headers()["content-type"], "text/plain; charset=utf-8");
@@ -178,6 +188,8 @@ async fn declared_body_over_the_limit_is_413_without_reaching_upstream() {
     let request = Request::post(url(sy.plain_addrs[0], "/")).body(bytes_body(vec![b'x'; 2048])).unwrap();
     let response = client().request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let reason = String::from_utf8_lossy(&read_body(response).await).into_owned();
+    assert!(reason.contains("request body too large"), "{reason:?}");
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
@@ -203,6 +215,8 @@ async fn chunked_body_over_the_limit_is_413() {
         Request::post(url(sy.plain_addrs[0], "/")).body(StreamBody::new(tokio_stream_from(rx)).boxed()).unwrap();
     let response = client().request(request).await.unwrap();
     assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let reason = String::from_utf8_lossy(&read_body(response).await).into_owned();
+    assert!(reason.contains("request body too large"), "{reason:?}");
 }
 
 #[tokio::test]
@@ -295,41 +309,38 @@ async fn websocket_upgrade_without_a_route_is_404() {
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_and_stops_accepting() {
-    let (entered_tx, mut entered_rx) = mpsc::channel::<()>(1);
-    let up = upstream(move |_| {
-        let entered = entered_tx.clone();
-        async move {
-            entered.send(()).await.unwrap();
-            tokio::time::sleep(Duration::from_millis(300)).await;
-            reply(200, "finished")
-        }
-    })
-    .await;
+    let gate = Gate::default();
+    let up = held_upstream(&gate, "finished").await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
     let addr = sy.plain_addrs[0];
     let in_flight = tokio::spawn(async move { client().get(url(addr, "/slow").parse().unwrap()).await });
-    entered_rx.recv().await.unwrap();
-    let outcome = sy.shutdown(Duration::from_secs(5)).await;
-    assert_eq!(outcome, switchyard::server::Shutdown::Clean);
+    gate.until_waiting(1).await;
+    let stopping = tokio::spawn(sy.shutdown(Duration::from_secs(20)));
+    // The request is still held upstream while shutdown has begun: no new connections.
+    eventually("the listener is closed", || async { tokio::net::TcpStream::connect(addr).await.is_err() }).await;
+    assert!(!in_flight.is_finished(), "the in-flight request ended before the upstream answered");
+    gate.open();
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(read_body(response).await, "finished");
-    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "still accepting after shutdown");
+    assert_eq!(stopping.await.unwrap(), switchyard::server::Shutdown::Clean);
 }
 
 #[tokio::test]
 async fn shutdown_cuts_requests_that_outlive_the_grace_period() {
-    let up = upstream(|_| async {
-        tokio::time::sleep(Duration::from_secs(30)).await;
-        reply(200, "never")
-    })
-    .await;
+    let gate = Gate::default();
+    let up = held_upstream(&gate, "never").await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
     let addr = sy.plain_addrs[0];
     let in_flight = tokio::spawn(async move { client().get(url(addr, "/").parse().unwrap()).await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    gate.until_waiting(1).await;
     let outcome = sy.shutdown(Duration::from_millis(200)).await;
     assert_eq!(outcome, switchyard::server::Shutdown::Cut);
-    assert!(in_flight.await.unwrap().is_err());
+    // Cut mid-exchange: the request was sent and the connection closed before any answer.
+    let err = in_flight.await.unwrap().expect_err("the cut request must fail");
+    let cause = std::iter::successors(std::error::Error::source(&err), |e| e.source())
+        .find_map(|e| e.downcast_ref::<hyper::Error>())
+        .unwrap_or_else(|| panic!("not a broken exchange: {err:?}"));
+    assert!(cause.is_incomplete_message(), "{cause:?}");
 }
 
 #[tokio::test]
@@ -338,13 +349,12 @@ async fn plain_requests_are_redirected_to_https_when_asked() {
     let dir = tempfile::tempdir().unwrap();
     let cert = switchyard::devcert::write(dir.path()).unwrap();
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nredirect_to_https = true\n[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"{}\"\nkey = \"{}\"\n[upstream]\nurl = \"{}\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\nredirect_to_https = true\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n[upstream]\nurl = \"{}\"\n",
         cert.cert.display(),
         cert.key.display(),
         up.url
     );
-    // Port 8443 may be taken on a developer machine; the redirect only needs the number.
-    let config = config.replace("127.0.0.1:8443", &format!("127.0.0.1:{}", free_port()));
+    // The TLS listener binds port 0: the redirect must name the port it got.
     let sy = start_switchyard(&config).await;
     let tls_port = sy.tls_addrs[0].port();
     let request = Request::post(url(sy.plain_addrs[0], "/login/?next=/a"))
@@ -356,11 +366,73 @@ async fn plain_requests_are_redirected_to_https_when_asked() {
     assert_eq!(response.headers()["location"], format!("https://localhost:{tls_port}/login/?next=/a"));
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
-
 /// Adapts an mpsc receiver to a `Stream` for `StreamBody`.
 fn tokio_stream_from<T>(mut rx: mpsc::Receiver<T>) -> impl futures_util::Stream<Item = T> {
     futures_util::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+#[tokio::test]
+async fn connect_timeout_is_504() {
+    // A listener whose accept queue is full: the kernel drops further SYNs, so connecting
+    // hangs (the first retry comes after a second) instead of being refused.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = socket.local_addr().unwrap();
+    let full = socket.listen(0).unwrap();
+    let _queued = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let sy = start_switchyard(&minimal_config(&format!("http://{addr}"), "connect_timeout = \"300ms\"")).await;
+    let started = std::time::Instant::now();
+    let response = client().get(url(sy.plain_addrs[0], "/").parse().unwrap()).await.unwrap();
+    assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    let reason = String::from_utf8_lossy(&read_body(response).await).into_owned();
+    assert!(reason.contains("took too long"), "{reason:?}");
+    drop(full);
+}
+
+#[tokio::test]
+async fn the_access_line_names_method_path_status_bytes_times_and_peer() {
+    let logs = support::logs::capture("switchyard::access=info");
+    let up = upstream(|_| async { reply(418, "short and stout") }).await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let tcp = tokio::net::TcpStream::connect(sy.plain_addrs[0]).await.unwrap();
+    let peer = tcp.local_addr().unwrap().to_string();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    let request = Request::get("/teapot/brew?token=s3cret").header("host", "x").body(bytes_body("")).unwrap();
+    let response = sender.send_request(request).await.unwrap();
+    assert_eq!(read_body(response).await, "short and stout");
+    // The line is written once the body has gone: wait for it.
+    let line = wait_for("the access line", || {
+        let found = logs.lines().into_iter().find(|l| l["target"] == "switchyard::access");
+        std::future::ready(found)
+    })
+    .await;
+    let fields = &line["fields"];
+    assert_eq!(fields["method"], "GET", "{line}");
+    assert_eq!(fields["path"], "/teapot/brew", "the query may hold secrets: {line}");
+    assert!(!line.to_string().contains("s3cret"), "{line}");
+    assert_eq!(fields["status"], 418, "{line}");
+    assert_eq!(fields["bytes"], 15, "{line}");
+    assert_eq!(fields["peer"], peer.as_str(), "{line}");
+    for time in ["total_ms", "upstream_ms"] {
+        let ms: f64 = fields[time].as_str().unwrap_or_default().parse().unwrap_or_else(|_| panic!("{time}: {line}"));
+        assert!(ms >= 0.0, "{line}");
+    }
+}
+
+#[tokio::test]
+async fn many_requests_share_one_pooled_upstream_connection() {
+    let up = upstream(|_| async { reply(200, "pooled") }).await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    // One downstream connection, so every request is served by the same worker's pool.
+    let tcp = tokio::net::TcpStream::connect(sy.plain_addrs[0]).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+    tokio::spawn(conn);
+    for i in 0..20 {
+        let request = Request::get(format!("/r{i}")).header("host", "site.example").body(bytes_body("")).unwrap();
+        let response = sender.send_request(request).await.unwrap();
+        assert_eq!(read_body(response).await, "pooled");
+    }
+    assert_eq!(up.connections(), 1, "the upstream saw a connection per request, not one kept alive");
 }

@@ -1,14 +1,17 @@
 //! The session bridge against real Django: for every cookie in the fixtures that
 //! `scripts/session-fixtures` made with Django 4.2, 5.2 and 6.x, on SQLite and on
-//! PostgreSQL, Switchyard's answer equals Django's own `get_user`. Plus the cache and
-//! store-failure behaviours, on a copy of a Django-written SQLite file.
+//! PostgreSQL, Switchyard's answer equals Django's own `get_user` at the instant Django gave
+//! it (the bridge's clock is set to each case's `at`). Plus the cache and store-failure
+//! behaviours, on a copy of a Django-written SQLite file or a private PostgreSQL clone.
 
 mod support;
 
 use std::sync::Arc;
 
+use std::time::Duration;
+
 use support::session_fixtures::{self as fx, Case, Fixture, SCENARIOS, VERSIONS};
-use switchyard::django::{Anonymous, Identity, SessionBridge, StoreErrorPolicy};
+use switchyard::django::{Anonymous, Clock, Identity, SessionBridge, StoreErrorPolicy};
 
 /// Compares one case; `Err` describes the disagreement.
 fn check(case: &Case, got: &Identity) -> Result<(), String> {
@@ -35,9 +38,11 @@ fn check(case: &Case, got: &Identity) -> Result<(), String> {
 
 async fn run_fixture(version: &str, db: &str, scenario: &str) -> (usize, Vec<String>) {
     let f: Fixture = fx::load(version, db, scenario);
-    let bridge = fx::bridge(&f.settings);
+    let clock = f.made_at();
+    let bridge = fx::bridge_at(&f.settings, clock.clone());
     let mut failures = Vec::new();
     for case in &f.cases {
+        clock.set(case.clock().now());
         match bridge.resolve(case.cookie.as_bytes()).await {
             Ok(id) => {
                 if let Err(e) = check(case, &id) {
@@ -82,8 +87,10 @@ async fn the_cached_db_engine_reads_the_table_like_db() {
         let f = fx::load(version, "sqlite", "standard");
         let mut settings = fx::settings(&f.settings, None);
         settings.engine = Engine::CachedDb;
-        let bridge = SessionBridge::new(settings).unwrap();
+        let clock = f.made_at();
+        let bridge = SessionBridge::with_clock(settings, clock.clone()).unwrap();
         for case in &f.cases {
+            clock.set(case.clock().now());
             if let Err(e) = check(case, &bridge.resolve(case.cookie.as_bytes()).await.unwrap()) {
                 failures.push(format!("[{version}] {e}"));
             }
@@ -95,8 +102,8 @@ async fn the_cached_db_engine_reads_the_table_like_db() {
 #[tokio::test]
 async fn a_second_lookup_is_answered_from_the_cache() {
     let f = fx::load("django52", "postgres", "standard");
-    let bridge = fx::bridge(&f.settings);
-    let alice = case(&f, "login_alice");
+    let bridge = fx::bridge_at(&f.settings, f.made_at());
+    let alice = f.case("login_alice");
     assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
     let before = bridge.store_queries();
     for _ in 0..100 {
@@ -107,8 +114,37 @@ async fn a_second_lookup_is_answered_from_the_cache() {
 
 // === cache and store failure, on a copy of a Django-written SQLite file ===
 
-fn case<'a>(f: &'a Fixture, name: &str) -> &'a Case {
-    f.cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no fixture case {name}"))
+#[tokio::test]
+async fn a_cached_answer_is_reloaded_once_cache_ttl_has_passed() {
+    let (_dir, db, _, f) = sqlite_copy(StoreErrorPolicy::Refuse);
+    let mut settings = fx::settings(&f.settings, Some(&db));
+    settings.cache.ttl = Duration::from_millis(300);
+    let bridge = SessionBridge::with_clock(settings, f.made_at()).unwrap();
+    let alice = f.case("login_alice");
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+    let loaded = bridge.store_queries();
+    assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+    assert_eq!(bridge.store_queries(), loaded, "answered from the cache inside the TTL");
+    support::eventually("the answer is reloaded after the TTL", || async {
+        assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
+        bridge.store_queries() > loaded
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn the_cache_holds_no_more_than_cache_size_answers() {
+    let (_dir, db, _, f) = sqlite_copy(StoreErrorPolicy::Refuse);
+    let mut settings = fx::settings(&f.settings, Some(&db));
+    settings.cache.size = 5;
+    let bridge = SessionBridge::with_clock(settings, f.made_at()).unwrap();
+    for i in 0..40 {
+        let cookie = format!("sessionid=unknownsessionkey{i:04}");
+        assert_eq!(bridge.resolve(cookie.as_bytes()).await.unwrap(), Identity::Anonymous(Anonymous::NoSuchSession));
+    }
+    bridge.run_pending_tasks().await;
+    assert!(bridge.cached_answers() <= 5, "{} answers cached", bridge.cached_answers());
+    assert!(bridge.cached_answers() > 0, "nothing was cached at all");
 }
 
 /// A bridge over a private copy of the django52 standard SQLite database.
@@ -120,7 +156,8 @@ fn sqlite_copy(policy: StoreErrorPolicy) -> (tempfile::TempDir, std::path::PathB
     std::fs::copy(&src, &db).unwrap();
     let mut s = fx::settings(&f.settings, Some(&db));
     s.on_store_error = policy;
-    (dir, db, SessionBridge::new(s).unwrap(), f)
+    let bridge = SessionBridge::with_clock(s, f.made_at()).unwrap();
+    (dir, db, bridge, f)
 }
 
 #[tokio::test]
@@ -149,7 +186,7 @@ async fn malformed_keys_never_reach_the_store() {
 #[tokio::test]
 async fn concurrent_misses_on_one_key_load_it_once() {
     let (_dir, _db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
-    let cookie: Arc<str> = case(&f, "login_alice").cookie.as_str().into();
+    let cookie: Arc<str> = f.case("login_alice").cookie.as_str().into();
     let tasks: Vec<_> = (0..64)
         .map(|_| {
             let (b, c) = (bridge.clone(), cookie.clone());
@@ -165,7 +202,7 @@ async fn concurrent_misses_on_one_key_load_it_once() {
 #[tokio::test]
 async fn invalidating_a_user_or_a_session_forces_a_reload() {
     let (_dir, _db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
-    let alice = case(&f, "login_alice");
+    let alice = f.case("login_alice");
     let user = bridge.resolve(alice.cookie.as_bytes()).await.unwrap();
     let id = user.user().unwrap().id.clone();
     assert_eq!(bridge.store_queries(), 2);
@@ -181,8 +218,8 @@ async fn invalidating_a_user_or_a_session_forces_a_reload() {
 #[tokio::test]
 async fn a_wrong_pk_guess_costs_a_second_query_not_a_wrong_answer() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
-    let alice = case(&f, "login_alice").cookie.trim_start_matches("sessionid=").to_owned();
-    let staff = case(&f, "login_staff").cookie.trim_start_matches("sessionid=").to_owned();
+    let alice = f.case("login_alice").cookie.trim_start_matches("sessionid=").to_owned();
+    let staff = f.case("login_staff").cookie.trim_start_matches("sessionid=").to_owned();
     assert_eq!(bridge.resolve_value(&alice).await.unwrap().user().unwrap().username, "alice");
     // The row under alice's key now holds staff's session (as if re-saved for another user).
     let conn = rusqlite::Connection::open(&db).unwrap();
@@ -208,14 +245,14 @@ fn break_database(db: &std::path::Path) {
 async fn store_down_refuses_under_the_refuse_policy() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
     break_database(&db);
-    assert!(bridge.resolve(case(&f, "login_alice").cookie.as_bytes()).await.is_err());
+    assert!(bridge.resolve(f.case("login_alice").cookie.as_bytes()).await.is_err());
 }
 
 #[tokio::test]
 async fn store_down_is_anonymous_under_the_anonymous_policy() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Anonymous);
     break_database(&db);
-    let id = bridge.resolve(case(&f, "login_alice").cookie.as_bytes()).await.unwrap();
+    let id = bridge.resolve(f.case("login_alice").cookie.as_bytes()).await.unwrap();
     assert_eq!(id, Identity::Anonymous(Anonymous::StoreUnavailable));
 }
 
@@ -223,24 +260,24 @@ async fn store_down_is_anonymous_under_the_anonymous_policy() {
 async fn a_recheck_during_an_outage_is_an_error_even_under_the_anonymous_policy() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Anonymous);
     break_database(&db);
-    assert!(bridge.recheck(case(&f, "login_alice").cookie.as_bytes()).await.is_err());
+    assert!(bridge.recheck(f.case("login_alice").cookie.as_bytes()).await.is_err());
 }
 
 #[tokio::test]
 async fn cached_answers_keep_serving_while_the_store_is_down() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
-    let alice = case(&f, "login_alice");
+    let alice = f.case("login_alice");
     assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
     break_database(&db);
     assert!(bridge.resolve(alice.cookie.as_bytes()).await.unwrap().user().is_some());
-    assert!(bridge.resolve(case(&f, "login_staff").cookie.as_bytes()).await.is_err());
+    assert!(bridge.resolve(f.case("login_staff").cookie.as_bytes()).await.is_err());
 }
 
 #[tokio::test]
 async fn a_missing_database_file_is_a_store_error_not_a_crash() {
     let (_dir, db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
     std::fs::remove_file(&db).unwrap();
-    assert!(bridge.resolve(case(&f, "login_alice").cookie.as_bytes()).await.is_err());
+    assert!(bridge.resolve(f.case("login_alice").cookie.as_bytes()).await.is_err());
 }
 
 /// Every fixture resolved twice, the second time through the one-query join (the pk is
@@ -249,8 +286,10 @@ async fn joined_reloads_agree(db: &str) {
     for version in VERSIONS {
         for scenario in ["standard", "custom", "bigint"] {
             let f = fx::load(version, db, scenario);
-            let bridge = fx::bridge(&f.settings);
+            let clock = f.made_at();
+            let bridge = fx::bridge_at(&f.settings, clock.clone());
             for c in &f.cases {
+                clock.set(c.clock().now());
                 let first = bridge.resolve(c.cookie.as_bytes()).await.unwrap();
                 if let Some(key) = switchyard::django::cookies::cookie_value(c.cookie.as_bytes(), "sessionid") {
                     bridge.invalidate_session(&key).await;
@@ -275,26 +314,84 @@ async fn joined_reloads_agree_on_postgres() {
 #[tokio::test]
 async fn the_postgres_pool_reconnects_after_its_connections_are_killed() {
     let f = fx::load("django6", "postgres", "standard");
-    let bridge = fx::bridge(&f.settings);
-    assert!(bridge.resolve(case(&f, "login_alice").cookie.as_bytes()).await.unwrap().user().is_some());
-    let url = f.settings.database.clone();
-    let dbname = url.rsplit('/').next().unwrap().to_owned();
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls).await.unwrap();
+    // Killing connections is done on a database of this test's own: on the shared one it
+    // would cut the connections of every test running beside it.
+    let own = fx::PrivateDatabase::clone_of(&f.settings.database).await;
+    let mut settings = fx::settings(&f.settings, None);
+    settings.database = switchyard::django::Database::parse(&own.url).unwrap();
+    let bridge = SessionBridge::with_clock(settings, f.made_at()).unwrap();
+    assert!(bridge.resolve(f.case("login_alice").cookie.as_bytes()).await.unwrap().user().is_some());
+    let dbname = own.url.rsplit('/').next().unwrap().to_owned();
+    let (client, conn) = tokio_postgres::connect(&own.url, tokio_postgres::NoTls).await.unwrap();
     let driver = tokio::spawn(conn);
-    client
-        .execute(
+    let killed = client
+        .query(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
             &[&dbname],
         )
         .await
         .unwrap();
+    assert!(!killed.is_empty(), "the bridge held no connection to kill");
     drop(client);
     let _ = driver.await;
     // Every slot was killed; the next misses reconnect by themselves.
     for name in
         ["login_staff", "login_superuser", "signed_with_fallback_key", "login_unicode_username", "login_bigint_pk"]
     {
-        let id = bridge.resolve(case(&f, name).cookie.as_bytes()).await.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let id = bridge.resolve(f.case(name).cookie.as_bytes()).await.unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(id.user().is_some(), "{name}");
     }
+}
+
+// === the clock ===
+
+/// A bridge over `db`'s standard fixture whose clock the test moves.
+fn bridge_with_clock(db: &str, scenario: &str) -> (Fixture, SessionBridge, Clock) {
+    let f = fx::load("django52", db, scenario);
+    let clock = f.made_at();
+    let bridge = fx::bridge_at(&f.settings, clock.clone());
+    (f, bridge, clock)
+}
+
+fn seconds_after(case: &Case, secs: f64) -> std::time::SystemTime {
+    let at = case.clock().now();
+    if secs >= 0.0 {
+        at + Duration::from_secs_f64(secs)
+    } else {
+        at - Duration::from_secs_f64(-secs)
+    }
+}
+
+#[tokio::test]
+async fn a_signed_cookie_an_hour_from_its_max_age_expires_when_the_clock_passes_it() {
+    let (f, bridge, clock) = bridge_with_clock("sqlite", "signed");
+    let near = f.case("cookie_near_max_age");
+    clock.set(seconds_after(near, 3540.0));
+    assert!(bridge.resolve(near.cookie.as_bytes()).await.unwrap().user().is_some(), "valid a minute before");
+    let (_, later, later_clock) = bridge_with_clock("sqlite", "signed");
+    later_clock.set(seconds_after(near, 3660.0));
+    assert_eq!(later.resolve(near.cookie.as_bytes()).await.unwrap(), Identity::Anonymous(Anonymous::Expired));
+}
+
+async fn a_rows_expire_date_is_read_against_the_bridge_clock(db: &str) {
+    let (f, bridge, clock) = bridge_with_clock(db, "standard");
+    // Made with expire_date one second before the fixture's "now": valid just before that.
+    let expired = f.case("expired_row");
+    clock.set(seconds_after(expired, -3600.0));
+    assert!(bridge.resolve(expired.cookie.as_bytes()).await.unwrap().user().is_some(), "valid before expire_date");
+    // A valid row: anonymous once the clock is past its expire_date (two weeks on).
+    let (_, later, later_clock) = bridge_with_clock(db, "standard");
+    let alice = f.case("login_alice");
+    later_clock.set(seconds_after(alice, 1_209_600.0 + 60.0));
+    assert_eq!(later.resolve(alice.cookie.as_bytes()).await.unwrap(), Identity::Anonymous(Anonymous::Expired));
+}
+
+#[tokio::test]
+async fn a_rows_expire_date_is_read_against_the_bridge_clock_on_sqlite() {
+    a_rows_expire_date_is_read_against_the_bridge_clock("sqlite").await;
+}
+
+#[tokio::test]
+async fn a_rows_expire_date_is_read_against_the_bridge_clock_on_postgres() {
+    a_rows_expire_date_is_read_against_the_bridge_clock("postgres").await;
 }

@@ -248,13 +248,20 @@ async fn echo_route_sends_text_and_binary_back_without_a_welcome() {
 #[tokio::test]
 async fn broadcast_route_sends_every_message_to_every_socket() {
     let sy = switchyard_with("[[routes]]\npath = \"/room/\"\nprotocol = \"broadcast\"\n").await;
+    // Broadcast routes send no welcome; a socket's own message coming back to it is the
+    // sign that it is registered (a socket reads only after registering).
     let mut a = connect(sy.plain_addrs[0], "/room/").await;
+    a.send(Message::text("a is here")).await.unwrap();
+    assert_eq!(next_message(&mut a).await, Message::text("a is here"));
     let mut b = connect(sy.plain_addrs[0], "/room/").await;
-    // Both are registered once each has been answered: a round trip on each proves it.
+    b.send(Message::text("b is here")).await.unwrap();
+    assert_eq!(next_message(&mut b).await, Message::text("b is here"));
+    assert_eq!(next_message(&mut a).await, Message::text("b is here"));
     a.send(Message::text("from a")).await.unwrap();
     assert_eq!(next_message(&mut a).await, Message::text("from a"));
     assert_eq!(next_message(&mut b).await, Message::text("from a"));
     b.send(Message::text("from b")).await.unwrap();
+    assert_eq!(next_message(&mut b).await, Message::text("from b"));
     assert_eq!(next_message(&mut a).await, Message::text("from b"));
 }
 
@@ -269,15 +276,59 @@ async fn sockets_past_the_address_cap_get_429() {
     first.close(None).await.unwrap();
     assert_eq!(closed(&mut first).await.0, 1005);
     // The freed place can be taken again once the server has seen the close.
-    let mut retry = None;
-    for _ in 0..50 {
-        if let Ok(c) = connect_with(addr, "/ws/", &[("origin", origin.as_str())]).await {
-            retry = Some(c);
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(retry.is_some(), "the slot was not released");
+    let mut retry = wait_for("the closed socket's place is free again", || async {
+        connect_with(addr, "/ws/", &[("origin", origin.as_str())]).await.ok()
+    })
+    .await;
+    welcome(&mut retry).await;
+}
+
+/// Switchyard believing forwarding headers from `proxies` (a CIDR), with `rest` appended.
+async fn switchyard_trusting(proxies: &str, rest: &str) -> switchyard::server::Running {
+    let base = minimal_config("http://127.0.0.1:9", "")
+        .replace("[upstream]", &format!("trusted_proxies = [\"{proxies}\"]\n[upstream]"));
+    start_switchyard(&format!("{base}\n{rest}")).await
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_cap_counts_the_forwarded_client_address() {
+    let sy = switchyard_trusting("127.0.0.0/8", &format!("[websocket]\nmax_per_ip = 1\n{JSON_ROUTE}")).await;
+    let addr = sy.plain_addrs[0];
+    let origin = format!("http://{addr}");
+    let one = [("origin", origin.as_str()), ("x-forwarded-for", "203.0.113.1")];
+    let two = [("origin", origin.as_str()), ("x-forwarded-for", "203.0.113.2")];
+    let _first = connect_with(addr, "/ws/", &one).await.expect("the first client's socket");
+    let _other = connect_with(addr, "/ws/", &two).await.expect("another client behind the same proxy");
+    assert_eq!(refused_status(addr, "/ws/", &one).await, 429, "the first client's second socket");
+}
+
+#[tokio::test]
+async fn from_an_untrusted_peer_the_forwarded_address_does_not_escape_the_cap() {
+    let sy = switchyard_with(&format!("[websocket]\nmax_per_ip = 1\n{JSON_ROUTE}")).await;
+    let addr = sy.plain_addrs[0];
+    let origin = format!("http://{addr}");
+    let first = [("origin", origin.as_str()), ("x-forwarded-for", "203.0.113.1")];
+    let _first = connect_with(addr, "/ws/", &first).await.expect("the first socket");
+    let second = [("origin", origin.as_str()), ("x-forwarded-for", "203.0.113.2")];
+    assert_eq!(refused_status(addr, "/ws/", &second).await, 429);
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_forwarded_scheme_is_the_own_origins() {
+    let trusted = switchyard_trusting("127.0.0.1/32", JSON_ROUTE).await;
+    let addr = trusted.plain_addrs[0];
+    let https = format!("https://{addr}");
+    let headers = [("origin", https.as_str()), ("x-forwarded-proto", "https")];
+    let mut socket = connect_with(addr, "/ws/", &headers).await.expect("https origin behind a TLS proxy");
+    welcome(&mut socket).await;
+    // The plain origin is foreign once the proxy says the page came over https.
+    let http = format!("http://{addr}");
+    assert_eq!(refused_status(addr, "/ws/", &[("origin", http.as_str()), ("x-forwarded-proto", "https")]).await, 403);
+    // From an untrusted peer the header is ignored: the connection itself is plain http.
+    let untrusted = switchyard_with(JSON_ROUTE).await;
+    let addr = untrusted.plain_addrs[0];
+    let https = format!("https://{addr}");
+    assert_eq!(refused_status(addr, "/ws/", &[("origin", https.as_str()), ("x-forwarded-proto", "https")]).await, 403);
 }
 
 #[tokio::test]
@@ -299,36 +350,108 @@ async fn shutdown_closes_every_socket_with_1001() {
     assert_eq!(stopping.await.unwrap(), switchyard::server::Shutdown::Clean);
 }
 
-#[tokio::test]
-async fn silent_peer_is_closed_after_the_idle_timeout() {
-    let sy = switchyard_with(&format!("[websocket]\nping_interval = \"50ms\"\nidle_timeout = \"300ms\"\n{JSON_ROUTE}"))
-        .await;
-    let mut client = connect(sy.plain_addrs[0], "/ws/").await;
-    // Not reading means not answering pings; the server must give up on us.
-    tokio::time::sleep(Duration::from_millis(800)).await;
-    assert_eq!(closed(&mut client).await, (1001, "idle timeout".to_string()));
+/// Appends what the stream has next to `buf`; the server must not end the stream first.
+async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk)).await.expect("a frame in time").unwrap();
+    assert!(n > 0, "the server closed the TCP connection without a close frame");
+    buf.extend_from_slice(&chunk[..n]);
+}
+
+/// A WebSocket peer on a raw TCP stream that reads but never writes after the handshake,
+/// so it answers no ping: returns (pings seen, the close frame's code and reason).
+async fn read_until_closed_without_answering(addr: std::net::SocketAddr, path: &str) -> (usize, u16, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut pings = 0;
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        read_more(&mut stream, &mut buf).await;
+    }
+    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
+    buf.drain(..head_end);
+    loop {
+        // Server frames are unmasked: FIN/opcode, length (7 bits, or 16 bits after 126).
+        while buf.len() < 2 || (buf[1] & 0x7f == 126 && buf.len() < 4) {
+            read_more(&mut stream, &mut buf).await;
+        }
+        let (len, start) = match buf[1] & 0x7f {
+            126 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
+            127 => panic!("no frame here is that long"),
+            n => (usize::from(n), 2),
+        };
+        while buf.len() < start + len {
+            read_more(&mut stream, &mut buf).await;
+        }
+        let opcode = buf[0] & 0x0f;
+        let payload: Vec<u8> = buf[start..start + len].to_vec();
+        buf.drain(..start + len);
+        match opcode {
+            0x9 => pings += 1,
+            0x8 => {
+                let code = u16::from_be_bytes([payload[0], payload[1]]);
+                return (pings, code, String::from_utf8_lossy(&payload[2..]).into_owned());
+            }
+            _ => {}
+        }
+    }
 }
 
 #[tokio::test]
-async fn reading_peer_answers_pings_and_stays_open() {
-    let sy = switchyard_with(&format!("[websocket]\nping_interval = \"50ms\"\nidle_timeout = \"300ms\"\n{JSON_ROUTE}"))
-        .await;
+async fn silent_peer_is_closed_after_the_idle_timeout() {
+    let sy =
+        switchyard_with(&format!("[websocket]\nping_interval = \"100ms\"\nidle_timeout = \"500ms\"\n{JSON_ROUTE}"))
+            .await;
+    let started = std::time::Instant::now();
+    let (pings, code, reason) = read_until_closed_without_answering(sy.plain_addrs[0], "/ws/").await;
+    assert_eq!((code, reason.as_str()), (1001, "idle timeout"));
+    assert!(pings >= 1, "closed for idleness without having pinged");
+    assert!(started.elapsed() >= Duration::from_millis(500), "closed after {:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_peer_that_only_answers_pings_stays_open_past_the_idle_timeout() {
+    use futures_util::StreamExt;
+    let sy =
+        switchyard_with(&format!("[websocket]\nping_interval = \"100ms\"\nidle_timeout = \"1s\"\n{JSON_ROUTE}")).await;
     let mut client = connect(sy.plain_addrs[0], "/ws/").await;
     welcome(&mut client).await;
-    for i in 0..8 {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert_eq!(command(&mut client, json!({"id": i, "ping": null})).await["ping"]["result"], "pong");
+    // Nothing but the pongs tungstenite sends while reading, for three idle timeouts.
+    let started = std::time::Instant::now();
+    let mut pings = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        let frame = tokio::time::timeout(PATIENCE, client.next()).await.expect("a ping in time");
+        match frame.expect("the socket is open").expect("a readable frame") {
+            Message::Ping(_) => pings += 1,
+            other => panic!("only pings expected, got {other:?}"),
+        }
     }
+    assert!(pings >= 10, "only {pings} pings in 3 s at a 100 ms interval");
+    assert_eq!(command(&mut client, json!({"id": 1, "ping": null})).await["ping"]["result"], "pong");
 }
 
 #[tokio::test]
 async fn first_ping_waits_one_interval() {
     use futures_util::StreamExt;
     let sy = switchyard_with(&format!("[websocket]\nping_interval = \"400ms\"\n{JSON_ROUTE}")).await;
+    // Measured from before the upgrade: the server's interval starts later, so a correct
+    // server can never look early, however loaded the machine. Every frame is read here
+    // (the helpers skip pings), so an early ping cannot hide before the welcome.
+    let started = std::time::Instant::now();
     let mut client = connect(sy.plain_addrs[0], "/ws/").await;
-    welcome(&mut client).await;
-    let early = tokio::time::timeout(Duration::from_millis(250), client.next()).await;
-    assert!(early.is_err(), "a frame came before the first interval: {early:?}");
-    let ping = tokio::time::timeout(Duration::from_secs(2), client.next()).await.unwrap().unwrap().unwrap();
-    assert!(matches!(ping, Message::Ping(_)), "{ping:?}");
+    let mut frames = Vec::new();
+    let pinged_after = loop {
+        let frame = tokio::time::timeout(PATIENCE, client.next()).await.expect("a frame in time");
+        match frame.expect("the socket is open").expect("a readable frame") {
+            Message::Ping(_) => break started.elapsed(),
+            other => frames.push(other),
+        }
+    };
+    assert_eq!(frames.len(), 1, "only the welcome comes before the first ping: {frames:?}");
+    assert!(pinged_after >= Duration::from_millis(400), "first ping after {pinged_after:?}");
 }

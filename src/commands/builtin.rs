@@ -292,6 +292,32 @@ async fn history(args: &Value, caller: &Caller, commands: &Commands) -> Result<V
     Ok(result)
 }
 
+/// A `?resume=` reconnect: each parked channel is rejoined from where it stopped, if the
+/// caller may still subscribe to it. `{"ok": true, "channels": [per channel: the subscribe
+/// result, or {"channel", "error"}]}`, or `{"ok": false, "reason"}` for an unknown, used,
+/// expired or another user's token.
+pub async fn resume(commands: &Commands, caller: &Caller, token: &str, effects: &mut Effects) -> Value {
+    let user = caller.user.as_ref().map(|u| u.id.as_str());
+    let session = match commands.hub.tokens().take(token, user) {
+        Ok(session) => session,
+        Err(e) => return json!({"ok": false, "reason": e.to_string()}),
+    };
+    let mut channels = Vec::with_capacity(session.channels.len());
+    for parked in &session.channels {
+        let want = Wanted {
+            channel: parked.channel.to_string(),
+            since: Some(parked.position.clone()),
+            filter: parked.filter.clone(),
+        };
+        let outcome = match permitted(commands, caller, &want.channel, Action::Subscribe).await {
+            Ok(_) => join(commands, caller, want, effects).await,
+            Err(e) => Err(e),
+        };
+        channels.push(outcome.unwrap_or_else(|e| json!({"channel": &*parked.channel, "error": e.to_value()})));
+    }
+    json!({"ok": true, "channels": channels})
+}
+
 /// Pushes from a backend's reply: channel items through the broker (numbered there), the
 /// others to their targets on every node. Django is trusted: no rule is checked but the
 /// channel must have one.

@@ -19,7 +19,7 @@ use self::backend::{Backend, CallHeaders};
 use self::builtin::Builtin;
 use crate::config::{is_command_name, CommandConfig, CommandPattern, Config, RouteConfig};
 use crate::django::User;
-use crate::hub::{ConnId, Hub};
+use crate::hub::{CommandKind, ConnId, Hub};
 use crate::protocol::{CommandError, ErrorCode, RESERVED};
 use crate::routes;
 
@@ -107,14 +107,33 @@ impl Commands {
         }
     }
 
+    /// Restores the subscriptions parked under resume `token` for `caller` (see
+    /// `hub::resume`); the answer goes into the welcome as `resumed`.
+    pub async fn resume(&self, token: &str, caller: &Caller, effects: &mut Effects) -> Value {
+        builtin::resume(self, caller, token, effects).await
+    }
+
     /// The signing client, for hooks.
     pub fn backend(&self) -> Option<&Backend> {
         self.backend.as_ref()
     }
 
     /// Runs one command for `caller` and returns its result or error; what must happen
-    /// after the frame's reply is queued goes into `effects`.
+    /// after the frame's reply is queued goes into `effects`. Every outcome is counted.
     pub async fn run(
+        &self,
+        name: &str,
+        args: Value,
+        caller: &Caller,
+        effects: &mut Effects,
+    ) -> Result<Value, CommandError> {
+        let kind = if Builtin::named(name).is_some() { CommandKind::Builtin } else { CommandKind::Http };
+        let outcome = self.dispatch(name, args, caller, effects).await;
+        self.hub.stats().command(kind, outcome.as_ref().map(|_| ()).map_err(|e| e.code));
+        outcome
+    }
+
+    async fn dispatch(
         &self,
         name: &str,
         args: Value,

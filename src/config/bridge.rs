@@ -118,6 +118,9 @@ pub struct BridgeSettings {
     pub store: StoreSettings,
     pub cache: CacheSettings,
     pub on_store_error: StoreErrorPolicy,
+    /// Django reports every logout, password change and deactivation (`/api/disconnect`),
+    /// so a handshake may trust a cached user.
+    pub pushed_revocation: bool,
 }
 
 /// The type of the user model's primary key, which decides how `_auth_user_id` converts.

@@ -107,6 +107,13 @@ pub(super) struct DjangoSection {
     /// Default: "refuse".
     #[serde(default)]
     pub on_store_error: StoreErrorPolicy,
+    /// Django tells Switchyard about every logout, password change and deactivation (the
+    /// django-switchyard app does, through `/api/disconnect`), so a handshake may use a cached
+    /// user. When false, every handshake re-reads the session (concurrent handshakes with
+    /// one key share the read; unknown keys still hit the negative cache), so Django's
+    /// logout is honoured at the next handshake. Default: false.
+    #[serde(default)]
+    pub pushed_revocation: bool,
     /// Database connections kept open. Default: 4.
     #[serde(default = "default_pool_size")]
     pub pool_size: usize,
@@ -297,6 +304,7 @@ impl DjangoSection {
             store,
             cache,
             on_store_error: self.on_store_error,
+            pushed_revocation: self.pushed_revocation,
         })
     }
 

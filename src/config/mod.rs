@@ -9,6 +9,7 @@
 //!
 //! `config` depends on no other module of the crate; the modules depend on it.
 
+mod admin;
 mod bridge;
 mod channels;
 mod check;
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use toml::de::{DeTable, DeValue};
 
+pub use self::admin::AdminConfig;
 pub use self::bridge::{
     BadIdent, BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy, StoreSettings,
     UnknownDatabaseScheme, UserTable, DEFAULT_AUTHENTICATION_BACKEND, DEFAULT_CACHE_NEGATIVE_TTL, DEFAULT_CACHE_SIZE,
@@ -70,6 +72,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     /// How events reach every node.
     pub broker: BrokerConfig,
+    /// The admin listener; `None` without an `[admin]` section.
+    pub admin: Option<AdminConfig>,
     /// The file as read, defaults filled in, for `switchyard check`.
     effective: ConfigFile,
 }
@@ -105,6 +109,8 @@ struct ConfigFile {
     /// How events reach every node (`[broker]`).
     #[serde(default)]
     broker: channels::BrokerSection,
+    /// The admin listener (`[admin]`); without it Django cannot publish.
+    admin: Option<admin::AdminSection>,
 }
 
 /// A config that cannot be used; `Display` is the message for the operator.
@@ -161,6 +167,9 @@ impl ConfigFile {
         if let Some(django) = &mut self.django {
             django.anchor_paths(base);
         }
+        if let Some(admin) = &mut self.admin {
+            admin.anchor_paths(base);
+        }
     }
 
     /// Each section into its typed config, then the rules that span sections.
@@ -198,6 +207,7 @@ impl ConfigFile {
             django: self.django.as_ref().map(|d| d.validate(check, env)).transpose()?,
             channels,
             broker: self.broker.validate(),
+            admin: self.admin.as_ref().map(|a| a.validate(check, env)).transpose()?,
             effective: self,
         })
     }

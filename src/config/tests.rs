@@ -284,7 +284,8 @@ fn suggestion_reads_serde_unknown_field_wording() {
 #[test]
 fn example_config_is_valid_and_complete() {
     let text = include_str!("../../config.example.toml");
-    let env: HashMap<&str, &str> = [("SWITCHYARD_BACKEND_SECRET", "x"), ("DJANGO_SECRET_KEY", "k")].into();
+    let env: HashMap<&str, &str> =
+        [("SWITCHYARD_BACKEND_SECRET", "x"), ("DJANGO_SECRET_KEY", "k"), ("SWITCHYARD_ADMIN_KEY", "a")].into();
     let config = parse(text, "config.example.toml", Path::new("/etc/switchyard"), &env).unwrap();
     assert!(config.server.tls.is_some());
     // Every option the effective config prints is documented in the example.

@@ -17,6 +17,7 @@ use moka::future::Cache;
 use moka::Expiry;
 
 use super::auth::Identity;
+use super::clock::Clock;
 use crate::config::CacheSettings;
 
 /// One cached answer.
@@ -33,6 +34,8 @@ pub struct Entry {
 struct EntryExpiry {
     ttl: Duration,
     negative_ttl: Duration,
+    /// The bridge's clock, for the time left until the session ends.
+    clock: Clock,
 }
 
 impl Expiry<String, Entry> for EntryExpiry {
@@ -41,10 +44,8 @@ impl Expiry<String, Entry> for EntryExpiry {
             Identity::User(_) => self.ttl,
             Identity::Anonymous(_) => self.negative_ttl,
         };
-        let left = value
-            .session_expires
-            .map(|t| t.duration_since(SystemTime::now()).unwrap_or(Duration::ZERO))
-            .unwrap_or(base);
+        let left =
+            value.session_expires.map(|t| t.duration_since(self.clock.now()).unwrap_or(Duration::ZERO)).unwrap_or(base);
         Some(base.min(left))
     }
 }
@@ -55,10 +56,11 @@ pub struct IdentityCache {
 }
 
 impl IdentityCache {
-    pub fn new(s: CacheSettings) -> Self {
+    /// A cache bounded by `s`; `clock` says when sessions end (the bridge's clock).
+    pub fn new(s: CacheSettings, clock: Clock) -> Self {
         let inner = Cache::builder()
             .max_capacity(s.size)
-            .expire_after(EntryExpiry { ttl: s.ttl, negative_ttl: s.negative_ttl })
+            .expire_after(EntryExpiry { ttl: s.ttl, negative_ttl: s.negative_ttl, clock })
             .support_invalidation_closures()
             .build();
         IdentityCache { inner }
@@ -77,6 +79,11 @@ impl IdentityCache {
         E: Send + Sync + 'static,
     {
         self.inner.try_get_with_by_ref(key, load).await
+    }
+
+    /// Stores a fresh answer (a handshake's re-read).
+    pub async fn put(&self, key: &str, entry: Entry) {
+        self.inner.insert(key.to_owned(), entry).await;
     }
 
     pub async fn invalidate_session(&self, key: &str) {
@@ -99,5 +106,10 @@ impl IdentityCache {
 
     pub async fn run_pending_tasks(&self) {
         self.inner.run_pending_tasks().await;
+    }
+
+    /// Entries held (moka's count: exact after `run_pending_tasks`).
+    pub fn entry_count(&self) -> u64 {
+        self.inner.entry_count()
     }
 }

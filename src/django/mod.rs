@@ -16,22 +16,26 @@
 //!
 //! Files: `cookies` (the header), `signing` (the envelope), `pyjson` (Python's JSON),
 //! `auth` (get_user and the identity), `store/` (SQLite, PostgreSQL, signed cookies),
-//! `cache` (moka).
+//! `cache` (moka), `clock` (where "now" comes from for every expiry check).
 
 pub mod auth;
 pub mod cache;
+pub mod clock;
 pub mod cookies;
 pub mod pyjson;
 pub mod signing;
 pub mod store;
+pub mod watch;
 pub mod whois;
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use auth::{Anonymous, Identity, User};
 use cache::{Entry, IdentityCache};
+pub use clock::Clock;
 // The bridge's settings are config's types (config depends on no module; modules on it).
 pub use crate::config::{
     BadIdent, BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy, StoreSettings,
@@ -69,6 +73,12 @@ pub struct SessionBridge {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for SessionBridge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionBridge").field("engine", &self.inner.engine).finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     engine: Engine,
     cookie_name: String,
@@ -83,12 +93,29 @@ struct Inner {
     pk_hints: moka::future::Cache<String, auth::Pk>,
     on_store_error: StoreErrorPolicy,
     error_log: BurstLog,
+    hits: AtomicU64,
+    misses: AtomicU64,
+    pushed_revocation: bool,
+    /// Handshake reads in flight, one per key, shared by concurrent handshakes (entries
+    /// leave when their read ends, so the map holds at most the handshakes in progress).
+    fresh: Mutex<HashMap<String, FreshLoad>>,
+    /// "Now" for expiry checks: the system clock except in tests.
+    clock: Clock,
 }
+
+type FreshLoad = futures_util::future::Shared<futures_util::future::BoxFuture<'static, Result<Entry, Arc<StoreError>>>>;
 
 impl SessionBridge {
     /// Build the bridge. Connections open lazily, so an unreachable database does not
     /// stop start-up; it shows up as [`StoreUnavailable`] on the first miss.
     pub fn new(s: BridgeSettings) -> Result<Self, BridgeBuildError> {
+        Self::with_clock(s, Clock::system())
+    }
+
+    /// [`SessionBridge::new`] reading "now" from `clock` for every expiry check (session
+    /// rows, signed cookies' age, cached answers' session end). Tests use a fixed clock to
+    /// check a verdict at the instant Django gave it.
+    pub fn with_clock(s: BridgeSettings, clock: Clock) -> Result<Self, BridgeBuildError> {
         let salt = match s.engine {
             Engine::SignedCookies => signing::SIGNED_COOKIES_SALT.to_owned(),
             Engine::Db | Engine::CachedDb => {
@@ -115,10 +142,15 @@ impl SessionBridge {
                 signer,
                 policy,
                 store,
-                cache: IdentityCache::new(s.cache),
+                cache: IdentityCache::new(s.cache, clock.clone()),
                 pk_hints: moka::future::Cache::builder().max_capacity(s.cache.size).time_to_idle(PK_HINT_TTI).build(),
                 on_store_error: s.on_store_error,
                 error_log: BurstLog::default(),
+                hits: AtomicU64::new(0),
+                misses: AtomicU64::new(0),
+                pushed_revocation: s.pushed_revocation,
+                fresh: Mutex::default(),
+                clock,
             }),
         })
     }
@@ -135,6 +167,61 @@ impl SessionBridge {
             return Ok(Identity::Anonymous(Anonymous::NoCookie));
         };
         self.resolve_value(&value).await
+    }
+
+    /// Who opens this socket: [`SessionBridge::resolve`], except that without
+    /// `pushed_revocation` a cached *user* is not trusted: the session is read again (once
+    /// for all concurrent handshakes with the same key), as Django would read it. Cached
+    /// anonymous answers still count, so floods of bad keys stay off the database.
+    pub async fn resolve_handshake(&self, cookie_header: &[u8]) -> Result<Identity, StoreUnavailable> {
+        let Some(value) = cookies::cookie_value(cookie_header, &self.inner.cookie_name) else {
+            return Ok(Identity::Anonymous(Anonymous::NoCookie));
+        };
+        if self.inner.pushed_revocation {
+            return self.resolve_value(&value).await;
+        }
+        match self.lookup_fresh(&value).await {
+            Err(_) if self.inner.on_store_error == StoreErrorPolicy::Anonymous => {
+                Ok(Identity::Anonymous(Anonymous::StoreUnavailable))
+            }
+            other => other,
+        }
+    }
+
+    async fn lookup_fresh(&self, value: &str) -> Result<Identity, StoreUnavailable> {
+        let inner = &self.inner;
+        if inner.engine != Engine::SignedCookies && !session_key_shape_ok(value) {
+            return Ok(Identity::Anonymous(Anonymous::MalformedKey));
+        }
+        if let Some(hit) = inner.cache.get(value).await.filter(|e| matches!(e.identity, Identity::Anonymous(_))) {
+            inner.hits.fetch_add(1, Ordering::Relaxed);
+            return Ok(hit.identity);
+        }
+        inner.misses.fetch_add(1, Ordering::Relaxed);
+        let load = {
+            let mut fresh = inner.fresh.lock().unwrap_or_else(|e| e.into_inner());
+            fresh
+                .entry(value.to_owned())
+                .or_insert_with(|| {
+                    let (bridge, key) = (self.inner.clone(), value.to_owned());
+                    let read: futures_util::future::BoxFuture<'static, _> =
+                        Box::pin(async move { bridge.load(&key).await.map_err(Arc::new) });
+                    futures_util::FutureExt::shared(read)
+                })
+                .clone()
+        };
+        let outcome = load.await;
+        inner.fresh.lock().unwrap_or_else(|e| e.into_inner()).remove(value);
+        match outcome {
+            Ok(entry) => {
+                inner.cache.put(value, entry.clone()).await;
+                Ok(entry.identity)
+            }
+            Err(e) => {
+                let _logged = inner.error_log.store_error(&e);
+                Err(StoreUnavailable(e))
+            }
+        }
     }
 
     /// [`SessionBridge::resolve`] for a cookie value already extracted (a session key, or
@@ -167,8 +254,10 @@ impl SessionBridge {
             return Ok(Identity::Anonymous(Anonymous::MalformedKey));
         }
         if let Some(hit) = inner.cache.get(value).await {
+            inner.hits.fetch_add(1, Ordering::Relaxed);
             return Ok(hit.identity);
         }
+        inner.misses.fetch_add(1, Ordering::Relaxed);
         match inner.cache.get_or_load(value, inner.load(value)).await {
             Ok(entry) => Ok(entry.identity),
             Err(e) => {
@@ -194,6 +283,11 @@ impl SessionBridge {
         cookies::cookie_value(cookie_header, &self.inner.cookie_name).map(|v| v.into_owned())
     }
 
+    /// SESSION_ENGINE.
+    pub fn engine(&self) -> Engine {
+        self.inner.engine
+    }
+
     /// The session cookie's name (`SESSION_COOKIE_NAME`).
     pub fn cookie_name(&self) -> &str {
         &self.inner.cookie_name
@@ -205,6 +299,11 @@ impl SessionBridge {
         self.inner.cache.invalidate_user(id);
     }
 
+    /// Lookups answered from the cache and lookups that missed it, so far (metrics).
+    pub fn cache_stats(&self) -> (u64, u64) {
+        (self.inner.hits.load(Ordering::Relaxed), self.inner.misses.load(Ordering::Relaxed))
+    }
+
     /// Queries sent to the database so far (metrics, tests).
     pub fn store_queries(&self) -> u64 {
         self.inner.store.queries()
@@ -213,6 +312,12 @@ impl SessionBridge {
     /// Let the cache apply pending evictions and invalidations now (tests).
     pub async fn run_pending_tasks(&self) {
         self.inner.cache.run_pending_tasks().await;
+    }
+
+    /// How many answers the cache holds (after [`SessionBridge::run_pending_tasks`], exact):
+    /// metrics, and tests of the `cache_size` bound.
+    pub fn cached_answers(&self) -> u64 {
+        self.inner.cache.entry_count()
     }
 }
 
@@ -234,7 +339,7 @@ fn from_unix_secs(s: f64) -> Option<SystemTime> {
 impl Inner {
     /// A cache miss: session, then user. `Err` only when the database failed.
     async fn load(&self, key: &str) -> Result<Entry, StoreError> {
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let anon =
             |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
         // A user row already read in the same query as the session (see `pk_hints`).

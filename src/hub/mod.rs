@@ -13,6 +13,7 @@
 
 pub mod filter;
 pub mod outbox;
+pub mod resume;
 pub mod room;
 pub mod rules;
 
@@ -67,6 +68,8 @@ pub struct HubSettings {
     pub bounds: Bounds,
     /// Most channels per socket.
     pub max_subscriptions: usize,
+    /// How long a closed socket's resume token stays usable.
+    pub resume_ttl: Duration,
 }
 
 struct Inner {
@@ -76,6 +79,7 @@ struct Inner {
     settings: HubSettings,
     broker: Arc<dyn Broker>,
     bridge: Option<SessionBridge>,
+    tokens: resume::Tokens,
     seq: moka::sync::Cache<String, Arc<AtomicU64>>,
     stats: Stats,
 }
@@ -102,7 +106,8 @@ struct Member {
     user: Option<Arc<User>>,
     session: Option<Arc<str>>,
     route: Arc<str>,
-    channels: HashSet<Arc<str>>,
+    /// Subscribed channels: where each was joined and its filter (for resume tokens).
+    channels: HashMap<Arc<str>, (Position, Option<Filter>)>,
 }
 
 /// Counters the admin listener exports; updated with relaxed atomics on the hot path.
@@ -118,6 +123,42 @@ pub struct Stats {
     pub dropped: [AtomicU64; 2],
     /// Sockets evicted as slow readers per policy: [disconnect, drop_oldest, latest].
     pub slow_closes: [AtomicU64; 3],
+    /// Messages read from sockets.
+    pub messages_in: AtomicU64,
+    /// Messages written to sockets.
+    pub messages_out: AtomicU64,
+    /// Commands run, by [`CommandKind`] and outcome: 0 is ok, then `ErrorCode::ALL` + 1.
+    pub commands: [[AtomicU64; 9]; 2],
+}
+
+/// Where a command ran, for metrics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CommandKind {
+    /// A built-in.
+    Builtin = 0,
+    /// An `http` backend.
+    Http = 1,
+}
+
+impl CommandKind {
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Builtin => "builtin",
+            Self::Http => "http",
+        }
+    }
+}
+
+impl Stats {
+    /// Counts one command's outcome.
+    pub fn command(&self, kind: CommandKind, outcome: Result<(), crate::protocol::ErrorCode>) {
+        let i = match outcome {
+            Ok(()) => 0,
+            Err(code) => crate::protocol::ErrorCode::ALL.iter().position(|c| *c == code).map_or(0, |i| i + 1),
+        };
+        self.commands[kind as usize][i].fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 impl Stats {
@@ -203,6 +244,7 @@ impl HubSettings {
             max_per_ip: ws.max_per_ip,
             bounds: Bounds { messages: ws.outbox_messages, bytes: ws.outbox_bytes },
             max_subscriptions: ws.max_subscriptions,
+            resume_ttl: ws.resume_ttl,
         }
     }
 }
@@ -222,12 +264,14 @@ impl Hub {
         bridge: Option<SessionBridge>,
         broker: impl FnOnce(HubRef) -> Arc<dyn Broker>,
     ) -> Self {
+        let tokens = resume::Tokens::new(settings.resume_ttl);
         let inner = Arc::new_cyclic(|weak| Inner {
             registry: Mutex::default(),
             rooms: Mutex::default(),
             rules,
             settings,
             broker: broker(HubRef(weak.clone())),
+            tokens,
             bridge,
             seq: moka::sync::Cache::builder().max_capacity(SEQ_CAPACITY).time_to_idle(SEQ_IDLE).build(),
             stats: Stats::default(),
@@ -315,7 +359,7 @@ impl Hub {
             user: socket.user,
             session: socket.session,
             route: socket.route,
-            channels: HashSet::new(),
+            channels: HashMap::new(),
         };
         registry.sockets.insert(id.clone(), member);
         Registration { id, _slot: slot }
@@ -417,6 +461,16 @@ impl Hub {
         self.len() == 0
     }
 
+    /// Sockets open per route group.
+    pub fn sockets_by_route(&self) -> Vec<(Arc<str>, usize)> {
+        self.registry().by_route.iter().map(|(route, ids)| (route.clone(), ids.len())).collect()
+    }
+
+    /// Channels (rooms) this node holds.
+    pub fn channels_held(&self) -> usize {
+        self.rooms().len()
+    }
+
     /// Sockets evicted as slow readers, every policy together.
     pub fn slow_evictions(&self) -> u64 {
         self.inner.stats.slow_closes.iter().map(|c| c.load(Ordering::Relaxed)).sum()
@@ -503,15 +557,25 @@ impl Hub {
             let mut registry = self.registry();
             let max = self.inner.settings.max_subscriptions;
             let member = registry.sockets.get_mut(conn).ok_or(SubscribeError::Gone)?;
-            if !member.channels.contains(channel) && member.channels.len() >= max {
+            if !member.channels.contains_key(channel) && member.channels.len() >= max {
                 return Err(SubscribeError::TooMany(max));
             }
-            member.channels.insert(room.name.clone());
             (member.outbox.clone(), member.user.clone())
         };
+        let kept_filter = filter.clone();
         let hold = self.inner.settings.bounds.messages;
         let joining = Joining { conn: conn.clone(), outbox, user, filter, since, hold };
-        match room.join(joining) {
+        let joined = room.join(joining);
+        let at = match &joined {
+            Joined::Ready { position, .. } | Joined::NeedsReplay { position, .. } => position.clone(),
+        };
+        if let Some(member) = self.registry().sockets.get_mut(conn) {
+            member.channels.insert(room.name.clone(), (at, kept_filter));
+        } else {
+            room.leave(conn);
+            return Err(SubscribeError::Gone);
+        }
+        match joined {
             Joined::Ready { position, recovered } => Ok(Subscribed { position, recovered }),
             Joined::NeedsReplay { position, after } => {
                 let replay = self.inner.broker.replay(channel, &after, position.offset).await;
@@ -541,6 +605,35 @@ impl Hub {
             member.channels.remove(channel);
         }
         self.existing_room(channel).is_some_and(|room| room.leave(conn))
+    }
+
+    /// Parks socket `conn`'s subscriptions under its resume `token` (called as it closes,
+    /// before its registration goes): each at the last position its queue sent.
+    pub fn park(&self, conn: &ConnId, token: &str) {
+        let session = {
+            let registry = self.registry();
+            let Some(member) = registry.sockets.get(conn) else { return };
+            let channels = member
+                .channels
+                .iter()
+                .map(|(channel, (joined, filter))| {
+                    let sent =
+                        member.outbox.sent(channel).filter(|p| p.epoch == joined.epoch && p.offset > joined.offset);
+                    resume::Parked {
+                        channel: channel.clone(),
+                        position: sent.unwrap_or_else(|| joined.clone()),
+                        filter: filter.clone(),
+                    }
+                })
+                .collect();
+            resume::Session { user: member.user.as_ref().map(|u| Arc::from(u.id.as_str())), channels }
+        };
+        self.inner.tokens.park(token, session);
+    }
+
+    /// The resume tokens of this node.
+    pub fn tokens(&self) -> &resume::Tokens {
+        &self.inner.tokens
     }
 
     /// The channels this node has rooms for: name, subscribers, position.
@@ -607,7 +700,7 @@ impl Drop for Registration {
             remove_from(&mut registry.by_route, &member.route, &self.id);
             member
         };
-        for channel in &member.channels {
+        for channel in member.channels.keys() {
             if let Some(room) = hub.existing_room(channel) {
                 room.leave(&self.id);
             }

@@ -9,7 +9,13 @@ fn ip(last: u8) -> IpAddr {
 }
 
 fn settings(messages: usize) -> HubSettings {
-    HubSettings { max_per_user: 10, max_per_ip: 10, bounds: Bounds { messages, bytes: 1 << 20 }, max_subscriptions: 4 }
+    HubSettings {
+        max_per_user: 10,
+        max_per_ip: 10,
+        bounds: Bounds { messages, bytes: 1 << 20 },
+        max_subscriptions: 4,
+        resume_ttl: Duration::from_secs(60),
+    }
 }
 
 fn rule(pattern: &str, history: usize) -> ChannelConfig {

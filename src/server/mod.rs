@@ -68,6 +68,8 @@ pub struct Running {
     pub plain_addrs: Vec<SocketAddr>,
     /// Bound TLS addresses, in config order.
     pub tls_addrs: Vec<SocketAddr>,
+    /// The bound admin address, when `[admin]` is configured.
+    pub admin_addr: Option<SocketAddr>,
     graceful: CancellationToken,
     hard: CancellationToken,
     tasks: TaskTracker,
@@ -137,12 +139,14 @@ pub fn start_workers(config: Arc<Config>, workers: usize) -> Result<Running, Sta
 struct Listeners {
     plain: Vec<std::net::TcpListener>,
     tls: Vec<std::net::TcpListener>,
+    admin: Option<std::net::TcpListener>,
 }
 
 impl Listeners {
     fn bind(config: &Config) -> Result<Self, StartError> {
         let tls_addrs = config.server.tls.as_ref().map(|t| t.listen.as_slice()).unwrap_or_default();
-        Ok(Self { plain: bind_all(&config.server.listen)?, tls: bind_all(tls_addrs)? })
+        let admin = config.admin.as_ref().map(|a| bind_all(&[a.listen])).transpose()?.and_then(|mut l| l.pop());
+        Ok(Self { plain: bind_all(&config.server.listen)?, tls: bind_all(tls_addrs)?, admin })
     }
 
     fn addrs(list: &[std::net::TcpListener]) -> Vec<SocketAddr> {
@@ -188,6 +192,7 @@ impl Plan {
         Running {
             plain_addrs: Listeners::addrs(&listeners.plain),
             tls_addrs: Listeners::addrs(&listeners.tls),
+            admin_addr: listeners.admin.as_ref().and_then(|l| l.local_addr().ok()),
             graceful: self.lifecycle.graceful.clone(),
             hard: self.hard.clone(),
             tasks: self.lifecycle.tasks.clone(),
@@ -199,10 +204,11 @@ impl Plan {
     /// upstream pool) of this runtime's own.
     fn serve(&self, listeners: &Listeners) -> Result<(), StartError> {
         if !self.node_tasks.swap(true, std::sync::atomic::Ordering::AcqRel) {
-            self.spawn_node_tasks();
+            self.spawn_node_tasks(listeners)?;
         }
         let websockets = Websockets::new(&self.config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone());
-        let router = Router::new(&self.config, websockets);
+        let tls_port = Listeners::addrs(&listeners.tls).first().map(SocketAddr::port);
+        let router = Router::new(&self.config, websockets, tls_port);
         let shared = Arc::new(Shared { router, http: http_builder(&self.config), config: self.config.clone() });
         let plain = listeners.plain.iter().map(|l| (l, None));
         let tls = listeners.tls.iter().map(|l| (l, self.acceptor.clone()));
@@ -217,7 +223,15 @@ impl Plan {
 
     /// The hub's upkeep (expired history, idle rooms) and the broker's background work;
     /// both end when shutdown begins.
-    fn spawn_node_tasks(&self) {
+    fn spawn_node_tasks(&self, listeners: &Listeners) -> Result<(), StartError> {
+        if let (Some(listener), Some(admin)) = (&listeners.admin, &self.config.admin) {
+            let addr = admin.listen;
+            let listener = listener.try_clone().and_then(TcpListener::from_std);
+            let listener = listener.map_err(|source| StartError::Bind { addr, source })?;
+            let api = crate::admin::Admin::new(self.hub.clone(), self.bridge.clone(), admin.key.clone());
+            let (graceful, tasks) = (self.lifecycle.graceful.clone(), self.lifecycle.tasks.clone());
+            self.lifecycle.tasks.spawn(api.serve(listener, graceful, tasks));
+        }
         let (hub, graceful) = (self.hub.clone(), self.lifecycle.graceful.clone());
         self.lifecycle.tasks.spawn(async move {
             let mut tick = tokio::time::interval(HUB_SWEEP_INTERVAL);
@@ -232,12 +246,14 @@ impl Plan {
         if let Some(work) = self.hub.broker().background(self.lifecycle.graceful.clone()) {
             self.lifecycle.tasks.spawn(work);
         }
+        Ok(())
     }
 
     fn announce(&self, running: &Running) {
         let (plain, tls, upstream) = (&running.plain_addrs, &running.tls_addrs, &self.config.upstream.url);
         let workers = running.threads.len().max(1);
-        tracing::info!(?plain, ?tls, %upstream, workers, "listening");
+        let admin = running.admin_addr;
+        tracing::info!(?plain, ?tls, ?admin, %upstream, workers, "listening");
     }
 
     fn spawn_accept(&self, listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {

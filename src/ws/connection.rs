@@ -45,18 +45,21 @@ pub(super) async fn run(ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc<Sha
     let (outbox, inbox) = hub::outbox(shared.hub.bounds());
     let route = route_key(&caller);
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut socket = Socket { ws, caller, shared, outbox, route, tasks: JoinSet::new(), in_flight };
+    let mut socket = Socket { ws, caller, shared, outbox, route, tasks: JoinSet::new(), in_flight, token: None };
     // Rarely-run steps are boxed so their futures do not sit in every idle socket's task.
     if let Err(reason) = Box::pin(admit(&socket.caller, &socket.shared)).await {
         return close(&mut socket.ws, &reason).await;
     }
     let registration = socket.register(slot);
-    let ending = match socket.welcome().await {
+    let ending = match Box::pin(socket.welcome()).await {
         ControlFlow::Continue(()) => socket.run_loop(inbox).await,
         ControlFlow::Break(ending) => ending,
     };
-    if let Ending::Close(reason) = ending {
-        close(&mut socket.ws, &reason).await;
+    if let Ending::Close(reason) = &ending {
+        close(&mut socket.ws, reason).await;
+    }
+    if let (Some(token), true) = (&socket.token, ending.parks()) {
+        socket.shared.hub.park(&socket.caller.id, token);
     }
     drop(registration);
     Box::pin(socket.finish()).await;
@@ -89,13 +92,31 @@ impl Socket {
         self.shared.hub.register(slot, socket)
     }
 
-    /// The first frame on json routes.
+    /// The first frame on json routes: the connection id, the user, a resume token and,
+    /// for `?resume=<token>`, what was restored. Restored channels flow after it.
     async fn welcome(&mut self) -> ControlFlow<Ending> {
         if self.caller.route.protocol != Protocol::Json {
             return ControlFlow::Continue(());
         }
-        let welcome = protocol::welcome(&self.caller.id, self.caller.user.as_deref(), None);
-        self.send_now(Message::text(welcome)).await
+        let token = hub::resume::new_token();
+        let mut effects = Effects::default();
+        let resumed = match resume_param(&self.caller.query) {
+            Some(old) => Some(self.shared.commands.resume(old, &self.caller, &mut effects).await),
+            None => None,
+        };
+        let ttl = self.shared.hub.tokens().ttl().as_secs();
+        let welcome = protocol::welcome(&self.caller.id, self.caller.user.as_deref(), Some((&token, ttl)), resumed);
+        self.token = Some(token.into());
+        let sent = self.send_now(Message::text(welcome)).await;
+        if !effects.release.is_empty() {
+            let (hub, id) = (self.shared.hub.clone(), self.caller.id.clone());
+            self.tasks.spawn(async move {
+                for channel in effects.release {
+                    hub.release(&id, &channel).await;
+                }
+            });
+        }
+        sent
     }
 
     /// Stops the socket's command tasks and reports the disconnect exactly once.
@@ -123,7 +144,10 @@ async fn on_connect(caller: &Caller, shared: &Shared) -> Result<(), CloseReason>
 
 /// The key sockets of one route are grouped under (for broadcast routes).
 fn route_key(caller: &Caller) -> Arc<str> {
-    Arc::from(format!("{:?}", caller.route.path))
+    Arc::from(match &caller.route.path {
+        crate::config::RoutePath::Exact(path) => path.clone(),
+        crate::config::RoutePath::Prefix(prefix) => format!("{prefix}*"),
+    })
 }
 
 struct Socket {
@@ -135,6 +159,22 @@ struct Socket {
     route: Arc<str>,
     tasks: JoinSet<()>,
     in_flight: Arc<AtomicUsize>,
+    /// The resume token the welcome gave (json routes).
+    token: Option<Box<str>>,
+}
+
+impl Ending {
+    /// Whether the socket's subscriptions are parked under its resume token: not when its
+    /// session was revoked or ended (the token must not outlive the login).
+    fn parks(&self) -> bool {
+        !matches!(self, Ending::Close(CloseReason::Revoked | CloseReason::SessionEnded))
+    }
+}
+
+/// The `resume` query parameter, when it has a token's shape.
+fn resume_param(query: &str) -> Option<&str> {
+    let token = query.split('&').find_map(|pair| pair.strip_prefix("resume="))?;
+    hub::resume::token_shape_ok(token).then_some(token)
 }
 
 impl Socket {
@@ -184,6 +224,9 @@ impl Socket {
 
     async fn on_message(&mut self, msg: Message) -> ControlFlow<Ending> {
         let protocol = self.caller.route.protocol;
+        if matches!(msg, Message::Text(_) | Message::Binary(_)) {
+            self.shared.hub.stats().messages_in.fetch_add(1, Ordering::Relaxed);
+        }
         match (protocol, msg) {
             (_, Message::Ping(_) | Message::Pong(_) | Message::Frame(_)) => ControlFlow::Continue(()),
             (_, Message::Close(_)) => ControlFlow::Continue(()),
@@ -243,6 +286,7 @@ impl Socket {
     async fn write_batch(&mut self, first: Message, inbox: &mut hub::Inbox) -> ControlFlow<Ending> {
         let mut next = Some(first);
         while let Some(msg) = next {
+            self.shared.hub.stats().messages_out.fetch_add(1, Ordering::Relaxed);
             if self.ws.feed(msg).await.is_err() {
                 return ControlFlow::Break(Ending::Peer);
             }

@@ -59,10 +59,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_application_close_codes_are_honoured() {
-        assert_eq!(valid_close_code(4403), Some(4403));
-        assert_eq!(valid_close_code(1000), Some(1000));
-        assert_eq!(valid_close_code(1006), None);
-        assert_eq!(valid_close_code(70000), None);
+    fn a_hook_may_close_with_1000_or_an_application_code_3000_to_4999() {
+        for code in [1000, 3000, 4403, 4999] {
+            assert_eq!(valid_close_code(code), Some(code as u16), "{code}");
+        }
+        for code in [0, 999, 1001, 1006, 1011, 2999, 5000, 70000] {
+            assert_eq!(valid_close_code(code), None, "{code}");
+        }
     }
 }

@@ -67,6 +67,12 @@ impl Websockets {
         Self { inner: Arc::new(shared) }
     }
 
+    /// The watch on Django's responses, when there is a session bridge.
+    pub fn session_watch(&self) -> Option<crate::django::watch::SessionWatch> {
+        let bridge = self.inner.bridge.clone()?;
+        Some(crate::django::watch::SessionWatch::new(bridge, self.inner.hub.clone()))
+    }
+
     /// Runs every pre-upgrade check and answers 101 (the socket then runs in its own task)
     /// or the refusal.
     pub async fn upgrade(
@@ -129,7 +135,7 @@ impl Websockets {
 
     async fn identify(&self, cookie: Option<&HeaderValue>) -> Result<Option<Arc<crate::django::User>>, HandshakeError> {
         let (Some(bridge), Some(cookie)) = (&self.inner.bridge, cookie) else { return Ok(None) };
-        match bridge.resolve(cookie.as_bytes()).await {
+        match bridge.resolve_handshake(cookie.as_bytes()).await {
             Ok(Identity::User(user)) => Ok(Some(user)),
             Ok(Identity::Anonymous(_)) => Ok(None),
             Err(_) => Err(HandshakeError::StoreUnavailable),

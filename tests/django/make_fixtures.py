@@ -17,8 +17,19 @@ DIR/<db>/<scenario>/cases.json:
 
 "django" is the oracle: what django.contrib.auth.get_user returned for a request with
 that Cookie header, run inside a rolled-back transaction so that its side effects (flush,
-cycle_key) leave the database as the fixture made it. "reason" is our label of why a case
-is anonymous, checked against Switchyard's reason.
+cycle_key) leave the database as the fixture made it. "at" is when (Unix seconds) Django
+gave that verdict: verdicts that depend on the clock (an expired row, a cookie an hour
+from its max age) hold at that instant, so the Rust tests resolve each case with a clock
+set to its "at" and the fixtures never go stale by the clock.
+"reason" is our label of why a case is anonymous, checked against Switchyard's reason.
+
+Each PostgreSQL scenario database also gets a copy, "<name>_template", that no test
+connects to: a destructive test clones it (CREATE DATABASE ... TEMPLATE) into a database
+of its own instead of disturbing the one every other test reads.
+
+DIR/signing.json holds independent vectors for the signing envelope: values signed by
+this Django's own signing.dumps, with and without compression, under several keys and
+salts, at a fixed timestamp.
 """
 
 import argparse
@@ -52,9 +63,13 @@ def main():
     ap.add_argument("--pg", default="")
     ap.add_argument("--pg-db", default="switchyard_fx")
     ap.add_argument("--child", nargs=2, metavar=("DB", "SCENARIO"))
+    ap.add_argument("--signing-vectors", action="store_true")
     args = ap.parse_args()
     if args.child:
         child(args, *args.child)
+        return
+    if args.signing_vectors:
+        signing_vectors(Path(args.out) / "signing.json")
         return
     import django
 
@@ -76,11 +91,17 @@ def main():
         # Sessions expire after COOKIE_AGE (two weeks): regenerate well before.
         fresh = stamp.exists() and stamp.read_text() == stamps[db] and time.time() - stamp.stat().st_mtime < 3 * 86400
         if fresh and db == "postgres":
-            fresh = pg_databases_exist(args.pg, [f"{args.pg_db}_{sc}" for sc in SCENARIOS])
+            names = [f"{args.pg_db}_{sc}{suffix}" for sc in SCENARIOS for suffix in ("", "_template")]
+            fresh = pg_databases_exist(args.pg, names)
+        if fresh and db == "sqlite":
+            fresh = (out / "signing.json").exists()
         if fresh and all((out / db / sc / "cases.json").exists() for sc in SCENARIOS):
             print(f"{out}/{db}: up to date", file=sys.stderr)
             continue
         stamp.unlink(missing_ok=True)
+        if db == "sqlite":
+            cmd = [sys.executable, __file__, "--out", args.out, "--signing-vectors"]
+            jobs.append((db, "signing", subprocess.Popen(cmd)))
         for sc in SCENARIOS:
             cmd = [sys.executable, __file__, "--out", args.out, "--pg", args.pg, "--pg-db", args.pg_db, "--child", db, sc]
             jobs.append((db, sc, subprocess.Popen(cmd)))
@@ -89,6 +110,27 @@ def main():
         sys.exit(f"fixture generation failed: {', '.join(failed)}")
     for db in {db for db, _, _ in jobs}:
         (out / f"stamp-{db}.json").write_text(stamps[db])
+
+
+def pg_settings(url, name):
+    """Django's DATABASES entry for database `name` on the server of `url`. The host may
+    be a percent-encoded socket folder (scripts/pg-cluster's), so it is decoded here and
+    never lower-cased (urlsplit's .hostname would)."""
+    from urllib.parse import unquote, urlsplit
+
+    userinfo, _, hostport = urlsplit(url).netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    host, port = hostport, ""
+    if not hostport.startswith("[") and ":" in hostport:
+        host, port = hostport.rsplit(":", 1)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": name,
+        "USER": unquote(user) or "postgres",
+        "PASSWORD": unquote(password),
+        "HOST": unquote(host) or "127.0.0.1",
+        "PORT": port or "5432",
+    }
 
 
 def pg_databases_exist(url, names):
@@ -128,14 +170,7 @@ def child(args, db, scenario):
         name = f"{args.pg_db}_{scenario}"
         u = urlsplit(args.pg)
         recreate_pg_database(args.pg, name)
-        database = {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": name,
-            "USER": u.username or "postgres",
-            "PASSWORD": u.password or "",
-            "HOST": u.hostname or "127.0.0.1",
-            "PORT": str(u.port or 5432),
-        }
+        database = pg_settings(args.pg, name)
         url = urlunsplit((u.scheme, u.netloc, "/" + name, u.query, ""))
 
     sys.path.insert(0, str(HERE))
@@ -180,7 +215,7 @@ def child(args, db, scenario):
     call_command("migrate", run_syncdb=True, verbosity=0)
     maker = {"standard": StandardCases, "signed": SignedCases, "custom": CustomCases, "bigint": BigintCases}[scenario]()
     maker.build()
-    cases = [dict(c, django=oracle(c["cookie"])) for c in maker.cases]
+    cases = [dict(c, at=time.time(), django=oracle(c["cookie"])) for c in maker.cases]
     user_table = {
         "standard": ("auth_user", "int", "username"),
         "signed": ("auth_user", "int", "username"),
@@ -206,18 +241,73 @@ def child(args, db, scenario):
         "cases": cases,
     }
     (outdir / "cases.json").write_text(json.dumps(doc, indent=1, ensure_ascii=True))
+    if db == "postgres":
+        from django.db import connections
+
+        connections.close_all()
+        recreate_pg_database(args.pg, f"{name}_template", template=name)
     print(f"{outdir}: {len(cases)} cases", file=sys.stderr)
 
 
 urlpatterns = []
 
 
-def recreate_pg_database(url, name):
+def recreate_pg_database(url, name, template=None):
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
+
+
+# --- signing vectors -----------------------------------------------------------------
+
+SIGNING_TIME = 1_700_000_000
+
+
+def signing_vectors(path):
+    """Values signed by Django's own signing.dumps at SIGNING_TIME, for Switchyard's
+    signing tests to load (and, uncompressed, to reproduce byte for byte)."""
+    import django
+    from django.conf import settings
+
+    settings.configure(SECRET_KEY="unused-the-vectors-pass-their-key", SECRET_KEY_FALLBACKS=[])
+    django.setup()
+    from django.core import signing
+
+    keys = [NEW_KEY, "plain-ascii-key", "k"]
+    # "django.core.signing" is dumps' default salt. Not "": Django's Signer replaces an
+    # empty salt with its class path, which no session store ever relies on.
+    salts = ["django.contrib.sessions.SessionStore", "django.contrib.sessions.backends.signed_cookies", "django.core.signing", "a salt with spaces:and:colons"]
+    values = [
+        {},
+        {"_auth_user_id": "1", "_auth_user_backend": MODEL_BACKEND, "_auth_user_hash": "0" * 64},
+        {"text": "\u00e9\u4e2d\u6587 \U0001f600", "n": [1, 2.5, -3, None, True, False]},
+        {"pad": "a" * 300, "nested": {"list": list(range(40))}},
+        [1, "two", {"three": 3}],
+        "just a string",
+        12345678901234567890,
+    ]
+    vectors = []
+    with mock.patch("django.core.signing.time.time", return_value=float(SIGNING_TIME)):
+        for key in keys:
+            for salt in salts:
+                for value in values:
+                    for compress in (False, True):
+                        signed = signing.dumps(value, key=key, salt=salt, compress=compress)
+                        vectors.append({
+                            "key": key,
+                            "salt": salt,
+                            "compress": compress,
+                            "compressed": signed.startswith("."),
+                            "value": value,
+                            # What signing.dumps serialised: Switchyard's dumps takes this text.
+                            "json": json.dumps(value, separators=(",", ":")),
+                            "signed": signed,
+                        })
+    doc = {"django": django.get_version(), "timestamp": SIGNING_TIME, "vectors": vectors}
+    path.write_text(json.dumps(doc, indent=1, ensure_ascii=True))
+    print(f"{path}: {len(vectors)} vectors", file=sys.stderr)
 
 
 class Rollback(Exception):

@@ -60,14 +60,27 @@ pub fn spawn(dir: &Path, config: &str) -> Process {
 
 /// The first JSON log line whose message contains `needle`, within `patience`.
 pub fn wait_for_line(rx: &mpsc::Receiver<String>, needle: &str, patience: Duration) -> serde_json::Value {
+    wait_for_log(rx, &format!("a log line with {needle:?}"), patience, |value| {
+        value["fields"]["message"].as_str().is_some_and(|m| m.contains(needle))
+    })
+}
+
+/// The first JSON log line `matches` accepts, within `patience`; `what` names it in the
+/// failure.
+pub fn wait_for_log(
+    rx: &mpsc::Receiver<String>,
+    what: &str,
+    patience: Duration,
+    matches: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
     let deadline = std::time::Instant::now() + patience;
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no log line with {needle:?} within {patience:?}"));
+        let line = rx.recv_timeout(left).unwrap_or_else(|_| panic!("no {what} within {patience:?}"));
         let Ok(value) = serde_json::from_str::<serde_json::Value>(&line) else {
             continue;
         };
-        if value["fields"]["message"].as_str().is_some_and(|m| m.contains(needle)) {
+        if matches(&value) {
             return value;
         }
     }

@@ -2,9 +2,11 @@
 //!
 //! Needs the venv `scripts/test` builds (`.venv` at the repo root, or `SWITCHYARD_TEST_VENV`).
 
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::Duration;
 
 use super::repo_root;
 
@@ -24,6 +26,8 @@ pub struct DjangoSite {
     pub db: PathBuf,
     /// A folder for the test's own files (config, secrets); removed on drop.
     pub dir: PathBuf,
+    /// gunicorn's log so far (its stderr), for a failing test to show.
+    pub log: Arc<Mutex<Vec<String>>>,
     child: Child,
     _dir: tempfile::TempDir,
 }
@@ -32,6 +36,10 @@ impl Drop for DjangoSite {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let log = self.log.lock().unwrap_or_else(|e| e.into_inner());
+            eprintln!("--- gunicorn's log ---\n{}\n---", log.join("\n"));
+        }
     }
 }
 
@@ -63,30 +71,38 @@ fn manage(venv: &Path, db: &Path, args: &[&str]) {
     assert!(status.success(), "manage.py {args:?} failed");
 }
 
-/// Migrates a fresh database, creates the demo user, starts gunicorn and waits for its socket.
+/// Gives the test a fresh migrated database with the demo user, starts gunicorn and
+/// returns once it listens. The command-view port is gunicorn's own pick (it binds port 0),
+/// read back from its "Listening at:" line, so no other test can take it in between.
 pub fn start() -> DjangoSite {
     let venv = venv();
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.sqlite3");
-    manage(&venv, &db, &["migrate", "--noinput"]);
-    manage(&venv, &db, &["ensure_demo_user"]);
+    std::fs::copy(migrated_database(&venv), &db).expect("copies the migrated database");
     let socket = dir.path().join("gunicorn.sock");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(venv.join("bin/gunicorn"))
-        .args(["--workers", "2", "--no-control-socket", "--bind"])
+    let mut child = Command::new(venv.join("bin/gunicorn"))
+        // --preload: the master imports the site before it listens and forks, so its
+        // "Listening at:" line means every worker can answer at once (without it, workers
+        // import Django after that line, and a first request may wait seconds on a
+        // loaded machine: longer than a hook's timeout).
+        .args(["--workers", "2", "--preload", "--no-control-socket", "--bind"])
         .arg(format!("unix:{}", socket.display()))
-        .arg("--bind")
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["--bind", "127.0.0.1:0"])
         .arg("demo.wsgi:application")
         .current_dir(demo_dir())
         .env("DEMO_DB", &db)
         .env("DJANGO_SECRET_KEY", SECRET_KEY)
         .env("SWITCHYARD_BACKEND_SECRET", BACKEND_SECRET)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .expect("gunicorn starts");
-    wait_for_socket(&socket, Duration::from_secs(30));
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let listening = read_log(child.stderr.take().unwrap(), log.clone());
+    let port = match listening.recv_timeout(Duration::from_secs(30)) {
+        Ok(line) => http_port(&line).unwrap_or_else(|| panic!("no TCP address in gunicorn's {line:?}")),
+        Err(_) => panic!("gunicorn did not listen within 30 s:\n{}", log.lock().unwrap().join("\n")),
+    };
     std::fs::write(dir.path().join("django-secret"), SECRET_KEY).unwrap();
     std::fs::write(dir.path().join("backend-secret"), BACKEND_SECRET).unwrap();
     DjangoSite {
@@ -94,26 +110,80 @@ pub fn start() -> DjangoSite {
         http: format!("http://127.0.0.1:{port}"),
         db,
         dir: dir.path().to_path_buf(),
+        log,
         child,
         _dir: dir,
     }
+}
+
+/// A database Django migrated and gave the demo user, made once per version of the demo's
+/// code and shared by every test as a file to copy (each test then writes its own copy).
+/// Django itself writes it.
+fn migrated_database(venv: &Path) -> PathBuf {
+    use sha2::{Digest, Sha256};
+    let mut files: Vec<PathBuf> = Vec::new();
+    let mut dirs = vec![demo_dir()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().map_while(Result::ok) {
+            let path = entry.path();
+            if path.is_dir() && path.file_name().is_some_and(|n| n != "__pycache__") {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "py") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    let mut hash = Sha256::new();
+    hash.update(venv.as_os_str().as_encoded_bytes());
+    for file in &files {
+        hash.update(file.as_os_str().as_encoded_bytes());
+        hash.update(std::fs::read(file).unwrap());
+    }
+    let key: String = hash.finalize().iter().take(8).map(|b| format!("{b:02x}")).collect();
+    let cache = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("demo-databases");
+    std::fs::create_dir_all(&cache).unwrap();
+    let ready = cache.join(format!("{key}.sqlite3"));
+    if !ready.exists() {
+        // Whoever comes first makes it under a name of its own and renames it into place
+        // (atomic): tests starting together may each make one, none sees half a file.
+        let making = cache.join(format!("{key}.{}.{:?}.making", std::process::id(), std::thread::current().id()));
+        manage(venv, &making, &["migrate", "--noinput"]);
+        manage(venv, &making, &["ensure_demo_user"]);
+        std::fs::rename(&making, &ready).unwrap();
+    }
+    ready
+}
+
+/// Collects gunicorn's stderr into `log` on a thread; the returned channel gets the
+/// "Listening at:" line (gunicorn writes it once every socket is bound and listening).
+fn read_log(stderr: std::process::ChildStderr, log: Arc<Mutex<Vec<String>>>) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("Listening at: ") {
+                let _ = tx.send(line.clone());
+            }
+            log.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+        }
+    });
+    rx
+}
+
+/// The port of the `http://127.0.0.1:PORT` listener in gunicorn's
+/// `Listening at: unix:/…/gunicorn.sock,http://127.0.0.1:PORT (PID)`.
+fn http_port(line: &str) -> Option<u16> {
+    let at = line.find("http://127.0.0.1:")? + "http://127.0.0.1:".len();
+    line[at..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
 }
 
 impl DjangoSite {
     /// `[django]` and `[backends]` sections that read this site's sessions and sign calls.
     pub fn switchyard_sections(&self) -> String {
         format!(
-            "[django]\nsecret_key_file = \"{dir}/django-secret\"\nsession_engine = \"db\"\ndatabase = \"sqlite://{db}\"\ncache_ttl = \"100ms\"\n[backends]\nsecret_file = \"{dir}/backend-secret\"\n",
+            "[django]\nsecret_key_file = \"{dir}/django-secret\"\nsession_engine = \"db\"\ndatabase = \"sqlite://{db}\"\n[backends]\nsecret_file = \"{dir}/backend-secret\"\n",
             dir = self.dir.display(),
             db = self.db.display(),
         )
-    }
-}
-
-fn wait_for_socket(path: &Path, patience: Duration) {
-    let deadline = Instant::now() + patience;
-    while std::os::unix::net::UnixStream::connect(path).is_err() {
-        assert!(Instant::now() < deadline, "gunicorn did not listen on {} within {patience:?}", path.display());
-        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -1,5 +1,12 @@
-//! The Django-made session fixtures (`scripts/session-fixtures`): where they are, and a
-//! `SessionBridge` configured the way each fixture's Django project was.
+//! The Django-made session fixtures (`scripts/session-fixtures`): where they are, a
+//! `SessionBridge` configured the way each fixture's Django project was, and a private
+//! PostgreSQL database for a test that must disturb one.
+//!
+//! Time: each case records when Django gave its verdict (`at`). A verdict may depend on
+//! the clock (an expired row, a cookie an hour from its max age), so a bridge that checks
+//! a case reads "now" from a clock set to that case's `at` ([`bridge_at`],
+//! [`Case::clock`]): the fixtures give the same answers however long ago they were made.
+//! Tests that cannot set the clock (the `whois` binary) use only cases valid for weeks.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -7,8 +14,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use switchyard::config::Secret;
 use switchyard::django::{
-    BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, SessionBridge, StoreErrorPolicy, StoreSettings,
-    UserTable,
+    BridgeSettings, CacheSettings, Clock, Database, Engine, Ident, PkType, SessionBridge, StoreErrorPolicy,
+    StoreSettings, UserTable,
 };
 
 pub const VERSIONS: [&str; 3] = ["django42", "django52", "django6"];
@@ -55,6 +62,29 @@ pub struct Case {
     pub django: serde_json::Value,
     /// Our label of why an anonymous case is anonymous.
     pub reason: Option<String>,
+    /// When Django gave its verdict, in Unix seconds.
+    pub at: f64,
+}
+
+impl Case {
+    /// A clock at the instant Django gave this case's verdict.
+    pub fn clock(&self) -> Clock {
+        Clock::at_unix_secs(self.at)
+    }
+}
+
+impl Fixture {
+    /// The case called `name`.
+    pub fn case(&self, name: &str) -> &Case {
+        self.cases.iter().find(|c| c.name == name).unwrap_or_else(|| panic!("no fixture case {name}"))
+    }
+
+    /// When the first verdict was given: a clock for checks that span several cases
+    /// (each verdict holds for far longer than the seconds the fixture took to make).
+    pub fn made_at(&self) -> Clock {
+        let first = self.cases.iter().map(|c| c.at).fold(f64::INFINITY, f64::min);
+        Clock::at_unix_secs(first)
+    }
 }
 
 /// Reads `<root>/<version>/<db>/<scenario>/cases.json`, failing loudly when absent.
@@ -87,6 +117,7 @@ pub fn settings(f: &FixtureSettings, database: Option<&Path>) -> BridgeSettings 
         session_store_class: "SessionStore".into(),
         authentication_backends: f.authentication_backends.clone(),
         check_is_active: true,
+        pushed_revocation: false,
         store: StoreSettings {
             session_table: Ident::new("django_session").unwrap(),
             users: UserTable {
@@ -99,14 +130,66 @@ pub fn settings(f: &FixtureSettings, database: Option<&Path>) -> BridgeSettings 
                 is_staff: Some(Ident::new("is_staff").unwrap()),
                 is_superuser: Some(Ident::new("is_superuser").unwrap()),
             },
-            pool_size: 4,
-            query_timeout: Duration::from_secs(2),
+            pool_size: switchyard::django::DEFAULT_POOL_SIZE,
+            query_timeout: switchyard::django::DEFAULT_QUERY_TIMEOUT,
         },
         cache: CacheSettings::default(),
         on_store_error: StoreErrorPolicy::Refuse,
     }
 }
 
-pub fn bridge(f: &FixtureSettings) -> SessionBridge {
-    SessionBridge::new(settings(f, None)).expect("bridge builds")
+/// A bridge for the fixture's settings reading "now" from `clock`.
+pub fn bridge_at(f: &FixtureSettings, clock: Clock) -> SessionBridge {
+    SessionBridge::with_clock(settings(f, None), clock).expect("bridge builds")
+}
+
+// === a private PostgreSQL database ===
+
+/// A database of the test's own, cloned from a fixture database's `_template` copy (which
+/// no test connects to, so the clone never waits on other tests); dropped with
+/// `WITH (FORCE)` when this goes. For tests that kill connections, rewrite rows or
+/// otherwise disturb what concurrent tests read.
+pub struct PrivateDatabase {
+    /// The clone's URL: the fixture's URL with the database name replaced.
+    pub url: String,
+    name: String,
+    admin: String,
+}
+
+impl PrivateDatabase {
+    /// Clones the database behind `fixture_url` (a fixture's `settings.database`).
+    pub async fn clone_of(fixture_url: &str) -> Self {
+        let (server, source) = fixture_url.rsplit_once('/').expect("a database URL ends in /NAME");
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("{source}_own_{}_{n}", std::process::id());
+        let admin = format!("{server}/postgres");
+        let template = format!("{source}_template");
+        admin_exec(&admin, &format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).await;
+        PrivateDatabase { url: format!("{server}/{name}"), name, admin }
+    }
+}
+
+impl Drop for PrivateDatabase {
+    fn drop(&mut self) {
+        let (admin, sql) = (self.admin.clone(), format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
+        // Drop may run inside the test's runtime, which cannot be blocked on: a thread
+        // with its own runtime does the query, and Drop waits for it.
+        let done = std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(admin_exec(&admin, &sql));
+        });
+        let _ = done.join();
+    }
+}
+
+async fn admin_exec(url: &str, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("PostgreSQL answers");
+    let driver = tokio::spawn(conn);
+    client.batch_execute(sql).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    drop(client);
+    let _ = driver.await;
 }

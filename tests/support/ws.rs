@@ -1,20 +1,18 @@
 //! A real WebSocket client (tokio-tungstenite) for integration tests.
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
 use futures_util::{SinkExt, StreamExt};
 use serde_json::Value;
+use std::net::SocketAddr;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
+use super::PATIENCE;
+
 /// A connected test client.
 pub type Client = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-/// How long a test waits for a frame before failing.
-const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Opens `ws://ADDR/PATH` with the same-origin `Origin` header (as a browser would).
 pub async fn connect(addr: SocketAddr, path: &str) -> Client {
@@ -48,8 +46,9 @@ pub async fn refused_status(addr: SocketAddr, path: &str, headers: &[(&str, &str
     }
 }
 
-/// The next data message (pings and pongs skipped).
-pub async fn next_message(client: &mut Client) -> Message {
+/// The next data message (pings and pongs skipped). Every reader here takes a socket
+/// over any stream: plain TCP ([`Client`]) or TLS.
+pub async fn next_message<S: AsyncRead + AsyncWrite + Unpin>(client: &mut WebSocketStream<S>) -> Message {
     loop {
         let msg = tokio::time::timeout(PATIENCE, client.next()).await.expect("a frame within the patience");
         match msg.expect("the socket is open").expect("a readable frame") {
@@ -60,7 +59,7 @@ pub async fn next_message(client: &mut Client) -> Message {
 }
 
 /// The next text frame as JSON.
-pub async fn next_json(client: &mut Client) -> Value {
+pub async fn next_json<S: AsyncRead + AsyncWrite + Unpin>(client: &mut WebSocketStream<S>) -> Value {
     match next_message(client).await {
         Message::Text(text) => serde_json::from_str(&text).expect("server frames are JSON"),
         other => panic!("expected a text frame, got {other:?}"),
@@ -68,13 +67,13 @@ pub async fn next_json(client: &mut Client) -> Value {
 }
 
 /// Reads the welcome frame and returns its content.
-pub async fn welcome(client: &mut Client) -> Value {
+pub async fn welcome<S: AsyncRead + AsyncWrite + Unpin>(client: &mut WebSocketStream<S>) -> Value {
     let frame = next_json(client).await;
     frame.get("welcome").cloned().unwrap_or_else(|| panic!("first frame is not a welcome: {frame}"))
 }
 
 /// Sends `frame` (it must carry `id`) and returns the reply with that id, skipping pushes.
-pub async fn command(client: &mut Client, frame: Value) -> Value {
+pub async fn command<S: AsyncRead + AsyncWrite + Unpin>(client: &mut WebSocketStream<S>, frame: Value) -> Value {
     let id = frame["id"].clone();
     client.send(Message::text(frame.to_string())).await.unwrap();
     loop {
@@ -87,7 +86,7 @@ pub async fn command(client: &mut Client, frame: Value) -> Value {
 
 /// Waits for the server's close frame, then finishes the closing handshake as a browser
 /// does (reading on sends our close reply); returns the server's code and reason.
-pub async fn closed(client: &mut Client) -> (u16, String) {
+pub async fn closed<S: AsyncRead + AsyncWrite + Unpin>(client: &mut WebSocketStream<S>) -> (u16, String) {
     let outcome = loop {
         match next_message(client).await {
             Message::Close(Some(frame)) => break (u16::from(frame.code), frame.reason.to_string()),

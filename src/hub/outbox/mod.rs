@@ -130,6 +130,9 @@ struct Queue {
     /// `lost` entries queued: not counted against the bound (at most one per channel, so
     /// bounded by the socket's subscriptions).
     markers: usize,
+    /// The last position taken by the write loop, per channel (for resume tokens; one
+    /// entry per channel the socket was sent something of, so bounded the same way).
+    sent: HashMap<Arc<str>, crate::broker::Position>,
 }
 
 #[derive(Debug)]
@@ -150,7 +153,14 @@ enum Entry {
 /// A queue bounded at `bounds`.
 pub fn outbox(bounds: Bounds) -> (Outbox, Inbox) {
     let bounds = Bounds { messages: bounds.messages.max(1), bytes: bounds.bytes };
-    let queue = Queue { entries: VecDeque::new(), bytes: 0, bounds, per_channel: HashMap::new(), markers: 0 };
+    let queue = Queue {
+        entries: VecDeque::new(),
+        bytes: 0,
+        bounds,
+        per_channel: HashMap::new(),
+        markers: 0,
+        sent: HashMap::new(),
+    };
     let shared = Arc::new(Shared {
         queue: Mutex::new(queue),
         data: Notify::new(),
@@ -297,6 +307,8 @@ impl Queue {
             Entry::Frame { frame, tag, counted } => {
                 if let Some(tag) = &tag {
                     self.forget(&frame, tag, counted);
+                    let position = crate::broker::Position { offset: tag.offset, epoch: tag.epoch.clone() };
+                    self.sent.insert(tag.channel.clone(), position);
                 } else {
                     self.bytes -= frame.len();
                 }
@@ -419,6 +431,11 @@ impl Outbox {
         shared.evicted.notify_one();
         shared.room.notify_waiters();
         true
+    }
+
+    /// The position of the last event of `channel` the write loop took.
+    pub fn sent(&self, channel: &str) -> Option<crate::broker::Position> {
+        self.shared.lock().sent.get(channel).cloned()
     }
 
     /// Frames queued now (tests, metrics).
