@@ -16,14 +16,16 @@ const ORIGIN: &str = "fuzz.toml";
 const BASE: &str = "/nonexistent-switchyard-fuzz";
 
 /// The variables the example and the seeds name, with values that must never be printed.
-const ENV: [(&str, &str); 5] = [
+const ENV: [(&str, &str); 6] = [
+    ("SWITCHYARD_ADMIN_KEY", "admin-key-e4a2f6"),
     ("SWITCHYARD_BACKEND_SECRET", "backend-secret-0d1e7c"),
     ("DJANGO_SECRET_KEY", "django-secret-key-9f3a41"),
     ("DJANGO_SECRET_KEY_FALLBACKS", r#"["old-secret-key-77c2b5"]"#),
     ("DJANGO_DATABASE_URL", "postgres://switchyard:db-password-5b8e01@localhost/app"),
     ("DJANGO_BAD_DATABASE_URL", "mysql://switchyard:bad-url-password-3c9d@localhost/app"),
 ];
-const SECRETS: [&str; 5] = [
+const SECRETS: [&str; 6] = [
+    "admin-key-e4a2f6",
     "backend-secret-0d1e7c",
     "django-secret-key-9f3a41",
     "old-secret-key-77c2b5",
