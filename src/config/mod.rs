@@ -11,6 +11,7 @@
 
 mod admin;
 mod bridge;
+mod buffering;
 mod channels;
 mod check;
 mod commands;
@@ -35,6 +36,7 @@ pub use self::bridge::{
     DEFAULT_CACHE_TTL, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE,
     DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
 };
+pub use self::buffering::BufferingConfig;
 pub use self::channels::{
     is_channel_name, BrokerConfig, BrokerKind, ChannelConfig, ChannelPattern, Permission, SlowReader,
     MIN_OUTBOX_RETENTION,
@@ -57,6 +59,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The Django server plain HTTP goes to.
     pub upstream: UpstreamConfig,
+    /// How bodies are held between a browser and Django.
+    pub buffering: BufferingConfig,
     /// Logging.
     pub log: LogConfig,
     /// Rules every WebSocket shares.
@@ -87,6 +91,9 @@ struct ConfigFile {
     server: server::ServerSection,
     /// The Django server plain HTTP goes to (`[upstream]`).
     upstream: upstream::UpstreamSection,
+    /// How bodies are held between a browser and Django (`[buffering]`).
+    #[serde(default)]
+    buffering: buffering::BufferingSection,
     /// Logging (`[log]`).
     #[serde(default)]
     log: log::LogSection,
@@ -164,6 +171,7 @@ impl Config {
 impl ConfigFile {
     fn anchor_paths(&mut self, base: &Path) {
         self.server.anchor_paths(base);
+        self.buffering.anchor_paths(base);
         self.backends.anchor_paths(base);
         if let Some(django) = &mut self.django {
             django.anchor_paths(base);
@@ -206,6 +214,7 @@ impl ConfigFile {
         Ok(Config {
             server,
             upstream: self.upstream.validate(check)?,
+            buffering: self.buffering.validate(check)?,
             log: self.log.validate(check)?,
             websocket: self.websocket.validate(check)?,
             routes,
