@@ -34,7 +34,8 @@ use tokio::sync::Semaphore;
 
 /// Sockets being opened at once (the listen backlog and daphne take no more gladly).
 const OPEN_CONCURRENCY: usize = 200;
-/// How long opening every socket may take.
+/// How long opening every socket may take, all of them: what is not open by then counts as
+/// failed (daphne at nice 19 on a loaded machine opened about 6 a second).
 const OPEN_PATIENCE: Duration = Duration::from_secs(180);
 /// The closed-loop phases keep at most this many events per socket unread: below every
 /// server's per-socket queue (Switchyard 256, the Channels layers' capacity 1000), so a
@@ -696,13 +697,16 @@ fn batch_size(shape: Shape) -> usize {
 
 async fn open_all(args: &Arc<Args>, stats: &Arc<Stats>) -> (Vec<u64>, u64, u64, Vec<String>) {
     let gate = Arc::new(Semaphore::new(OPEN_CONCURRENCY));
+    let deadline = tokio::time::Instant::now() + OPEN_PATIENCE;
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..args.sockets {
         let (args, stats, gate) = (args.clone(), stats.clone(), gate.clone());
         tasks.spawn(async move {
-            let permit = gate.acquire_owned().await.unwrap();
-            let socket = tokio::time::timeout(OPEN_PATIENCE, subscriber(&args, i)).await;
-            drop(permit);
+            let socket = tokio::time::timeout_at(deadline, async {
+                let _permit = gate.acquire_owned().await.unwrap();
+                subscriber(&args, i).await
+            })
+            .await;
             match socket {
                 Ok(Ok(socket)) => {
                     // The reader lives on as its own task; report the room it joined.
