@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -160,13 +160,7 @@ async fn response_past_the_temp_file_limit_streams_intact() {
 
 #[tokio::test]
 async fn request_body_past_the_temp_disk_limit_is_503_and_never_reaches_the_upstream() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let up = upstream(move |_| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        async { reply(200, "reached") }
-    })
-    .await;
+    let (up, calls) = counting_upstream(None).await;
     let extra = "[buffering]\nrequest_memory = \"1KiB\"\nmax_temp_disk = \"2KiB\"\n";
     let sy = start_switchyard(&format!("{}{extra}", minimal_config(&up.url, ""))).await;
     let request = Request::post(url(sy.plain_addrs[0], "/")).body(bytes_body(vec![b'x'; 8 << 10])).unwrap();
@@ -233,13 +227,7 @@ async fn route_with_buffering_off_streams_the_request_body() {
 
 #[tokio::test]
 async fn request_body_that_pauses_past_body_read_timeout_is_408_and_never_reaches_the_upstream() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let up = upstream(move |_| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        async { reply(200, "reached") }
-    })
-    .await;
+    let (up, calls) = counting_upstream(None).await;
     let sy = start_switchyard(
         &minimal_config(&up.url, "").replace("[upstream]", "body_read_timeout = \"300ms\"\n[upstream]"),
     )
@@ -285,18 +273,7 @@ async fn slow_upload_longer_than_response_timeout_is_not_a_504() {
 #[tokio::test]
 async fn malformed_chunked_body_is_400_blamed_on_the_browser_and_never_reaches_the_upstream() {
     let logs = support::logs::capture("switchyard=debug");
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let up = upstream(move |req: Request<Incoming>| {
-        if req.uri().path() == "/buffered" {
-            counted.fetch_add(1, Ordering::SeqCst);
-        }
-        async move {
-            let _ = req.into_body().collect().await;
-            reply(200, "reached")
-        }
-    })
-    .await;
+    let (up, calls) = counting_upstream(Some("/buffered")).await;
     let config = format!(
         "{}[[routes]]\npath = \"/stream/*\"\nwebsocket = \"deny\"\nbuffering = false\n",
         minimal_config(&up.url, "")

@@ -3,8 +3,7 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -178,13 +177,7 @@ async fn upstream_down_is_502() {
 
 #[tokio::test]
 async fn declared_body_over_the_limit_is_413_without_reaching_upstream() {
-    let calls = Arc::new(AtomicUsize::new(0));
-    let counted = calls.clone();
-    let up = upstream(move |_| {
-        counted.fetch_add(1, Ordering::SeqCst);
-        async { reply(200, "reached") }
-    })
-    .await;
+    let (up, calls) = counting_upstream(None).await;
     let sy = start_switchyard(&minimal_config(&up.url, "max_request_body = \"1KiB\"")).await;
     let request = Request::post(url(sy.plain_addrs[0], "/")).body(bytes_body(vec![b'x'; 2048])).unwrap();
     let response = client().request(request).await.unwrap();

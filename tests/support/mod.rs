@@ -176,6 +176,25 @@ pub fn reply(status: u16, text: &'static str) -> Response<Body> {
     r
 }
 
+/// An upstream that answers 200 "reached" (after reading the body) and counts the requests
+/// whose path is `path`, or every request when `path` is None: for tests that show a
+/// request never reached Django.
+pub async fn counting_upstream(path: Option<&'static str>) -> (Upstream, Arc<AtomicUsize>) {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let counted = calls.clone();
+    let up = upstream(move |req: Request<hyper::body::Incoming>| {
+        if path.is_none_or(|p| req.uri().path() == p) {
+            counted.fetch_add(1, Ordering::SeqCst);
+        }
+        async move {
+            let _ = req.into_body().collect().await;
+            reply(200, "reached")
+        }
+    })
+    .await;
+    (up, calls)
+}
+
 /// How long a test waits for something that should happen soon: a frame, a log line, a
 /// hook call. Generous, because the machine may be loaded; a passing test never waits it
 /// out, it goes on as soon as the signal arrives.
