@@ -71,6 +71,24 @@ ensure_venv() {
     printf '%s\n' "$key" >"$stamp"
 }
 
+# ensure_node MAJOR: make sure `node` and `npm` are on PATH and node is at least MAJOR.
+# Installs Debian's nodejs when there is none; an older node is an error naming the fix
+# (Debian 12's own nodejs is 18, which has no WebSocket; NodeSource packages 20 and up).
+ensure_node() {
+    local want=$1 have
+    command -v node >/dev/null && command -v npm >/dev/null || ensure_apt nodejs npm
+    have=$(node -p 'process.versions.node.split(".")[0]')
+    ((have >= want)) || die "node $have is too old: the client's tests need node >= $want (https://github.com/nodesource/distributions)"
+}
+
+# node_websocket_flag: print the flag node needs for a global WebSocket (node 20 and 21
+# keep it behind --experimental-websocket; 22 and up have it by default), or nothing.
+node_websocket_flag() {
+    if [[ $(node -p 'typeof WebSocket') != function ]]; then
+        printf '%s\n' --experimental-websocket
+    fi
+}
+
 # listening_ports PID: the TCP ports process PID listens on, one a line, lowest first;
 # nothing while it listens on none. Read from /proc: PID's socket inodes, matched against
 # the kernel's table of listening sockets (state 0A), IPv4 and IPv6.

@@ -2,11 +2,14 @@
 //!
 //! The library holds everything; `main.rs` only loads config, starts, and waits for a signal.
 //! The modules follow the design's diagram: `server` accepts downstream connections (plain
-//! and TLS), `router` decides what each request is, `proxy` forwards plain HTTP to Django.
+//! and TLS), `router` decides what each request is, `proxy` forwards plain HTTP to Django,
+//! `client_script` serves the browser client.
 
 pub mod admin;
 pub mod body;
 pub mod broker;
+pub mod client_script;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod devcert;

@@ -11,6 +11,7 @@
 
 mod admin;
 mod bridge;
+mod buffering;
 mod channels;
 mod check;
 mod commands;
@@ -35,8 +36,10 @@ pub use self::bridge::{
     DEFAULT_CACHE_TTL, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE,
     DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
 };
+pub use self::buffering::BufferingConfig;
 pub use self::channels::{
     is_channel_name, BrokerConfig, BrokerKind, ChannelConfig, ChannelPattern, Permission, SlowReader,
+    MIN_OUTBOX_RETENTION,
 };
 pub use self::check::{MAX_DURATION, MIN_TIMER};
 pub use self::commands::{is_command_name, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern};
@@ -56,6 +59,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The Django server plain HTTP goes to.
     pub upstream: UpstreamConfig,
+    /// How bodies are held between a browser and Django.
+    pub buffering: BufferingConfig,
     /// Logging.
     pub log: LogConfig,
     /// Rules every WebSocket shares.
@@ -86,6 +91,9 @@ struct ConfigFile {
     server: server::ServerSection,
     /// The Django server plain HTTP goes to (`[upstream]`).
     upstream: upstream::UpstreamSection,
+    /// How bodies are held between a browser and Django (`[buffering]`).
+    #[serde(default)]
+    buffering: buffering::BufferingSection,
     /// Logging (`[log]`).
     #[serde(default)]
     log: log::LogSection,
@@ -163,6 +171,7 @@ impl Config {
 impl ConfigFile {
     fn anchor_paths(&mut self, base: &Path) {
         self.server.anchor_paths(base);
+        self.buffering.anchor_paths(base);
         self.backends.anchor_paths(base);
         if let Some(django) = &mut self.django {
             django.anchor_paths(base);
@@ -173,7 +182,7 @@ impl ConfigFile {
     }
 
     /// Each section into its typed config, then the rules that span sections.
-    fn validate(self, check: &Check, env: &dyn Env) -> Result<Config, ConfigError> {
+    fn validate(mut self, check: &Check, env: &dyn Env) -> Result<Config, ConfigError> {
         let server = self.server.validate(check)?;
         let routes = (self.routes.iter().enumerate())
             .map(|(i, route)| route.validate(check, &format!("routes[{i}]")))
@@ -196,17 +205,24 @@ impl ConfigFile {
                 "calls to Django are signed: add secret_env = \"SWITCHYARD_BACKEND_SECRET\" (or secret_file) to [backends]",
             ));
         }
+        let django = self.django.as_ref().map(|d| d.validate(check, env)).transpose()?;
+        let django_pg = django.as_ref().and_then(|d| match &d.database {
+            Database::Postgres(url) => Some(url.as_str()),
+            Database::Sqlite(_) => None,
+        });
+        let broker = self.broker.validate(check, env, django_pg, &channels)?;
         Ok(Config {
             server,
             upstream: self.upstream.validate(check)?,
+            buffering: self.buffering.validate(check)?,
             log: self.log.validate(check)?,
             websocket: self.websocket.validate(check)?,
             routes,
             commands,
             backends,
-            django: self.django.as_ref().map(|d| d.validate(check, env)).transpose()?,
+            django,
             channels,
-            broker: self.broker.validate(),
+            broker,
             admin: self.admin.as_ref().map(|a| a.validate(check, env)).transpose()?,
             effective: self,
         })

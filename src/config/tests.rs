@@ -106,6 +106,11 @@ trusted_proxies = []
 redirect_to_https = false
 shutdown_grace = "30s"
 header_read_timeout = "30s"
+body_read_timeout = "1m"
+tls_handshake_timeout = "10s"
+idle_timeout = "75s"
+http2_ping_interval = "30s"
+http2_ping_timeout = "20s"
 workers = 0
 
 [upstream]
@@ -115,6 +120,14 @@ response_timeout = "1m"
 pool_idle_timeout = "30s"
 pool_max_idle = 64
 max_request_body = "100MiB"
+
+[buffering]
+requests = true
+responses = true
+request_memory = "16KiB"
+response_memory = "64KiB"
+max_response_temp_file = "1GiB"
+max_temp_disk = "1GiB"
 
 [log]
 level = "info"
@@ -411,4 +424,50 @@ fn a_view_route_without_a_backend_secret_is_refused() {
         VIEW_ROUTE.replace("secret_env = \"SY_SECRET\"\n", "") + "protocol = \"view\"\nview = \"http://x:1{path}\"\n";
     let err = parse_str(&text).unwrap_err().to_string();
     assert!(err.contains("backends.secret_env"), "{err}");
+}
+
+/// `[django]` on `database`, its SECRET_KEY from `K`, with `extra` after it.
+fn with_django(database: &str, extra: &str) -> Result<Config, ConfigError> {
+    let env: HashMap<&str, &str> = [("K", "django-secret"), ("OUTBOX", "postgres://sy@db/outbox")].into();
+    let text = format!("{MINIMAL}[django]\nsecret_key_env = \"K\"\ndatabase = \"{database}\"\n{extra}");
+    parse(&text, "switchyard.toml", Path::new("/etc/switchyard"), &env)
+}
+
+#[test]
+fn the_broker_is_postgres_by_default_when_django_is_on_postgresql() {
+    let config = with_django("postgres://sy@db/site", "").unwrap();
+    assert_eq!(config.broker.kind, BrokerKind::Postgres);
+    assert_eq!(config.broker.database.as_ref().map(|d| d.expose()), Some("postgres://sy@db/site"));
+    assert!(config.to_toml().contains("[broker]\nkind = \"postgres\"\n"), "{}", config.to_toml());
+    let config = with_django("sqlite:///srv/db.sqlite3", "").unwrap();
+    assert_eq!(config.broker.kind, BrokerKind::Local);
+}
+
+#[test]
+fn the_broker_database_may_name_another_database() {
+    let config = with_django("sqlite:///srv/db.sqlite3", "[broker]\ndatabase_env = \"OUTBOX\"\n").unwrap();
+    assert_eq!(config.broker.kind, BrokerKind::Postgres);
+    assert_eq!(config.broker.database.as_ref().map(|d| d.expose()), Some("postgres://sy@db/outbox"));
+    let config = with_django("postgres://sy@db/site", "[broker]\nkind = \"local\"\n").unwrap();
+    assert!(config.broker.database.is_none(), "local needs no database");
+}
+
+#[test]
+fn a_postgres_broker_without_a_postgresql_database_is_refused() {
+    let err = with_django("sqlite:///srv/db.sqlite3", "[broker]\nkind = \"postgres\"\n").unwrap_err().to_string();
+    assert!(err.contains("broker.kind") && err.contains("add database = \"postgres://"), "{err}");
+    let err = with_django("sqlite:///srv/db.sqlite3", "[broker]\ndatabase = \"sqlite:///x\"\n").unwrap_err();
+    assert!(
+        err.to_string().contains("switchyard.toml:10:12: broker.database: the outbox lives in PostgreSQL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn outbox_rows_are_kept_for_the_longest_history_ttl_and_at_least_five_minutes() {
+    let channels = "[[channels]]\npattern = \"a\"\nhistory = { size = 1, ttl = \"1h\" }\n[[channels]]\npattern = \"b\"\nhistory = { size = 1, ttl = \"1s\" }\n";
+    let config = with_django("postgres://sy@db/site", channels).unwrap();
+    assert_eq!(config.broker.retention, Duration::from_secs(3600));
+    let short = channels.replace("\"1h\"", "\"2s\"");
+    assert_eq!(with_django("postgres://sy@db/site", &short).unwrap().broker.retention, MIN_OUTBOX_RETENTION);
 }

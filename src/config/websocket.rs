@@ -100,6 +100,9 @@ pub struct RouteConfig {
     /// The Django view a `view` route posts each message to (set exactly when the
     /// protocol is `view`).
     pub view: Option<BackendUrl>,
+    /// Plain HTTP on this path is buffered (`Some(true)`), streamed (`Some(false)`), or as
+    /// `[buffering]` says (`None`).
+    pub buffering: Option<bool>,
 }
 
 /// The `[websocket]` section as written: rules every socket shares.
@@ -194,6 +197,10 @@ pub(super) struct RouteSection {
     /// posted to, signed, like a command; "{path}" is replaced by the socket's path, and
     /// the socket's query string is appended. Default: none.
     pub view: Option<BackendUrl>,
+    /// Plain HTTP on this path (`websocket = "accept"` or `"deny"`): false streams request
+    /// and response bodies between the browser and Django instead of buffering them (for
+    /// long uploads Django reads as they come, or event streams). Default: `[buffering]`.
+    pub buffering: Option<bool>,
 }
 
 /// How a path treats WebSocket upgrades and plain HTTP.
@@ -366,6 +373,7 @@ impl RouteSection {
             on_connect: self.on_connect.clone(),
             on_disconnect: self.on_disconnect.clone(),
             view: self.view.clone(),
+            buffering: self.buffering,
         })
     }
 }
@@ -390,6 +398,7 @@ impl RouteConfig {
             on_connect: None,
             on_disconnect: None,
             view: None,
+            buffering: None,
         }
     }
 }

@@ -21,6 +21,8 @@ pub struct Process {
     pub plain: Vec<SocketAddr>,
     /// Its TLS listeners.
     pub tls: Vec<SocketAddr>,
+    /// Its admin listener, when the config has one.
+    pub admin: Option<SocketAddr>,
     /// Log lines after "listening".
     pub lines: mpsc::Receiver<String>,
 }
@@ -35,15 +37,35 @@ impl Drop for Process {
 /// Writes `config` (JSON log format is appended) to `dir` and starts the binary on it;
 /// returns once it logs that it listens.
 pub fn spawn(dir: &Path, config: &str) -> Process {
+    let path = write_config(dir, config);
+    let mut command = Command::new(switchyard_bin());
+    command.args(["run", "--config"]).arg(&path);
+    start(command)
+}
+
+/// As [`spawn`], with the process allowed at most `nofile` open file descriptors.
+pub fn spawn_limited(dir: &Path, config: &str, nofile: u32) -> Process {
+    let path = write_config(dir, config);
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" run --config \"$1\""))
+        .arg(switchyard_bin())
+        .arg(&path);
+    start(command)
+}
+
+/// Writes `config` (JSON log format is appended) to `dir/switchyard.toml`; returns its path.
+pub fn write_config(dir: &Path, config: &str) -> std::path::PathBuf {
     let path = dir.join("switchyard.toml");
     std::fs::write(&path, format!("{config}\n[log]\nformat = \"json\"\nlevel = \"info\"\n")).unwrap();
-    let mut child = Command::new(switchyard_bin())
-        .args(["run", "--config"])
-        .arg(&path)
-        .env_remove("RUST_LOG")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("switchyard binary starts");
+    path
+}
+
+/// Starts `command` (a `switchyard run`, perhaps behind a wrapper) with its log captured;
+/// returns once it logs that it listens.
+pub fn start(mut command: Command) -> Process {
+    let mut child = command.env_remove("RUST_LOG").stderr(Stdio::piped()).spawn().expect("switchyard binary starts");
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
@@ -55,7 +77,8 @@ pub fn spawn(dir: &Path, config: &str) -> Process {
     });
     let ready = wait_for_line(&rx, "listening", Duration::from_secs(20));
     let fields = &ready["fields"];
-    Process { child, plain: addrs(&fields["plain"]), tls: addrs(&fields["tls"]), lines: rx }
+    let admin = addrs(&fields["admin"]).first().copied();
+    Process { child, plain: addrs(&fields["plain"]), tls: addrs(&fields["tls"]), admin, lines: rx }
 }
 
 /// The first JSON log line whose message contains `needle`, within `patience`.
@@ -87,9 +110,20 @@ pub fn wait_for_log(
 }
 
 fn addrs(field: &serde_json::Value) -> Vec<SocketAddr> {
-    // The field is the Debug form of a Vec<SocketAddr>: "[127.0.0.1:1234, 127.0.0.1:5678]".
+    // The field is the Debug form of a Vec<SocketAddr> ("[127.0.0.1:1234, 127.0.0.1:5678]")
+    // or of an Option<SocketAddr> ("Some(127.0.0.1:9090)", "None").
     let text = field.as_str().unwrap_or("[]");
-    text.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|a| a.trim().parse().ok()).collect()
+    let list = text.strip_prefix("Some(").and_then(|t| t.strip_suffix(')')).unwrap_or(text);
+    list.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|a| a.trim().parse().ok()).collect()
+}
+
+/// CPU time (user and system) a process has used, from /proc (at 100 ticks a second).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
 }
 
 /// A process's resident set (`VmRSS`) and peak (`VmHWM`) in KiB, from /proc.

@@ -20,7 +20,9 @@
 pub mod binary;
 pub mod browser;
 pub mod django;
+pub mod gunicorn;
 pub mod logs;
+pub mod pg;
 pub mod session_fixtures;
 pub mod ws;
 

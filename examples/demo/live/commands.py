@@ -74,6 +74,18 @@ def chat_send(request, args):
     return CommandResponse({"ok": True}, push=[{"broadcast": True, "event": "chat.message", "data": message}])
 
 
+@switchyard.authorize("project:*")
+def authorize_project(request, channel):
+    """May this user subscribe to `channel`? For `subscribe = "backend"` rules (`project:*`
+    in Switchyard's tests): any logged-in user may follow a project, only staff
+    `project:staff`. Every call is recorded: Switchyard caches the answer per user and
+    channel, so a second tab asks no more.
+    """
+    _record(HookCall.Kind.AUTHORIZE, request.switchyard)
+    user = request.user
+    return user.is_authenticated and (channel != "project:staff" or user.is_staff)
+
+
 @switchyard.hook("connect")
 def on_connect(request):
     """Refuse sockets opened with `?refuse=1`; otherwise start their state."""
