@@ -8,6 +8,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use crate::config::{is_command_name, MAX_COMMAND_NAME};
+
 /// Top-level names a client may not use as commands: they mark server frames.
 pub const RESERVED: [&str; 7] = ["id", "welcome", "push", "join", "leave", "lost", "error"];
 
@@ -131,6 +133,13 @@ pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
             return Err(bad(format!("duplicate key `{key}`")));
         }
     }
+    if let Some((name, _)) = entries.iter().find(|(k, _)| k != "id" && !is_command_name(k)) {
+        return Err(bad(format!(
+            "`{}` is not a command name: use letters, digits and _ . : - in non-empty .-separated parts, \
+             at most {MAX_COMMAND_NAME} bytes",
+            truncated(name, MAX_COMMAND_NAME)
+        )));
+    }
     let commands: Vec<(String, Value)> = entries.into_iter().filter(|(k, _)| k != "id").collect();
     if commands.is_empty() {
         return Err(bad("a frame needs at least one command, like {\"ping\": null}".into()));
@@ -139,6 +148,16 @@ pub fn parse(text: &str) -> Result<ClientFrame, BadFrame> {
         return Err(bad(format!("too many commands in one frame, at most {MAX_COMMANDS_PER_FRAME}")));
     }
     Ok(ClientFrame { id, commands })
+}
+
+/// `text` cut to at most `max` bytes on a character boundary (for texts that echo what a
+/// client sent, and close reasons).
+pub fn truncated(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 fn valid_id(id: &Value) -> bool {
@@ -314,6 +333,16 @@ mod tests {
             text,
             r#"{"id":7,"b":{"result":"pong"},"a":{"error":{"code":"unknown_command","message":"no such command"}}}"#
         );
+    }
+
+    #[test]
+    fn a_name_that_is_no_command_name_is_bad_frame_with_the_id() {
+        for name in ["..", ".", "", "a/b", "chat..send", "x y"] {
+            let bad = parse(&json!({"id": 5, name: {}}).to_string()).unwrap_err();
+            assert_eq!(bad.id, Some(json!(5)), "{name:?}");
+            assert!(bad.message.contains("is not a command name"), "{name:?}: {}", bad.message);
+        }
+        assert!(parse(r#"{"model:post.update": {}}"#).is_ok());
     }
 
     #[test]

@@ -128,7 +128,7 @@ async fn answer(path: &str, body: &Value) -> Response<switchyard::body::Body> {
 }
 
 /// Switchyard whose `t.*` commands and hooks go to `backend_url`, reading the time from
-/// `clock`; `extra` is appended.
+/// `clock`; `extra` is appended, with `{backend}` in it replaced by `backend_url`.
 async fn switchyard_for(
     backend_url: &str,
     extra: &str,
@@ -156,6 +156,7 @@ url = "{backend_url}/cmd/{{command}}/"
 {extra}"#,
         base = minimal_config("http://127.0.0.1:9", ""),
         dir = dir.display(),
+        extra = extra.replace("{backend}", backend_url),
     );
     switchyard::server::start_with_clock(config_in(dir, &config), clock).await.expect("switchyard starts")
 }
@@ -311,6 +312,32 @@ async fn backend_403_is_forbidden_and_500_is_backend_error_with_detail() {
     assert_eq!(reply["t.fail"]["error"]["message"], "asked to fail");
     assert_eq!(reply["t.fail"]["error"]["detail"]["code"], "nope");
     assert_eq!(reply["ping"]["result"], "pong", "one failing command must not fail the others");
+}
+
+/// Every command name a client may write goes to the backend under `[commands."*"]`.
+const CATCH_ALL: &str = "[commands.\"*\"]\nbackend = \"http\"\nurl = \"{backend}/cmd/{command}/\"\n";
+
+#[tokio::test]
+async fn a_name_that_steps_in_the_url_is_bad_frame_and_never_reaches_the_backend() {
+    let s = scene(CATCH_ALL).await;
+    let (mut client, _) = s.socket("/plain/").await;
+    for (id, name) in [(1, ".."), (2, "."), (3, "a..b")] {
+        let reply = command(&mut client, json!({"id": id, name: {}})).await;
+        assert_eq!(reply["error"]["code"], "bad_frame", "{name}: {reply}");
+    }
+    // The socket lives, and a well-formed name still reaches the backend.
+    command(&mut client, json!({"id": 4, "t.body": null})).await;
+    let paths: Vec<String> = s.log.lock().unwrap().iter().map(|seen| seen.path.clone()).collect();
+    assert_eq!(paths, ["/cmd/t.body/"], "only the well-formed call reached the backend");
+}
+
+#[tokio::test]
+async fn a_colon_in_a_command_name_is_percent_encoded_in_the_backend_url() {
+    let s = scene(CATCH_ALL).await;
+    let (mut client, _) = s.socket("/plain/").await;
+    command(&mut client, json!({"id": 1, "model:post.update": {}})).await;
+    let seen = s.calls("/cmd/model%3Apost.update/").pop().expect("the call under its encoded name");
+    assert_eq!(seen.body["command"], "model:post.update");
 }
 
 #[tokio::test]

@@ -120,6 +120,50 @@ async fn http2_authority_and_host_that_disagree_is_400() {
     assert_eq!(h2.send_request(request).await.unwrap().status(), StatusCode::OK);
 }
 
+/// One HTTP/2 frame (RFC 9113 §4.1): length, type, flags, stream id, payload.
+fn h2_frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let mut frame = u32::try_from(payload.len()).unwrap().to_be_bytes()[1..].to_vec();
+    frame.extend([kind, flags]);
+    frame.extend(stream.to_be_bytes());
+    frame.extend_from_slice(payload);
+    frame
+}
+
+/// Raw frames, since no client library sends `:scheme` without `:authority`: the
+/// request has neither `:authority` nor `host`.
+#[tokio::test]
+async fn http2_request_with_neither_authority_nor_host_is_400() {
+    let up = header_echo().await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let mut tcp = TcpStream::connect(sy.plain_addrs[0]).await.unwrap();
+    let mut out = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    out.extend(h2_frame(0x4, 0, 0, &[]));
+    // HEADERS with END_STREAM | END_HEADERS; HPACK static entries :method GET, :scheme http, :path /.
+    out.extend(h2_frame(0x1, 0x5, 1, &[0x82, 0x86, 0x84]));
+    tcp.write_all(&out).await.unwrap();
+    let (mut status, mut body) = (None, Vec::new());
+    loop {
+        let mut head = [0u8; 9];
+        tokio::time::timeout(PATIENCE, tcp.read_exact(&mut head)).await.unwrap().unwrap();
+        let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+        let (kind, flags, stream) = (head[3], head[4], u32::from_be_bytes([head[5], head[6], head[7], head[8]]));
+        let mut payload = vec![0; len];
+        tcp.read_exact(&mut payload).await.unwrap();
+        assert!(kind != 0x3 && kind != 0x7, "the request was reset, not answered (frame type {kind})");
+        match (kind, stream) {
+            // HPACK static entry 12 is `:status 400`.
+            (0x1, 1) => status = Some(payload[0]),
+            (0x0, 1) => body.extend(payload),
+            _ => {}
+        }
+        if stream == 1 && flags & 0x1 != 0 {
+            break;
+        }
+    }
+    assert_eq!(status, Some(0x80 | 12), "not a 400");
+    assert_eq!(String::from_utf8_lossy(&body).trim_end(), "bad request: a Host header is required");
+}
+
 #[tokio::test]
 async fn request_trailers_over_http2_never_reach_django() {
     let up = header_echo().await;

@@ -99,6 +99,15 @@ async fn subscribe(client: &mut Client, args: Value) -> Value {
     reply["subscribe"]["result"].clone()
 }
 
+/// A socket on each node, subscribed to `channel`.
+async fn subscribed(nodes: &[Node; 2], channel: &str) -> [Client; 2] {
+    let mut readers = [open(nodes[0].addr()).await, open(nodes[1].addr()).await];
+    for reader in &mut readers {
+        subscribe(reader, json!(channel)).await;
+    }
+    readers
+}
+
 /// The next `count` pushes, as their `push` objects.
 async fn pushes(client: &mut Client, count: usize) -> Vec<Value> {
     let mut seen = Vec::new();
@@ -139,10 +148,7 @@ async fn insert(tx: &tokio_postgres::Transaction<'_>, channel: &str, data: &Valu
 async fn an_event_whose_transaction_rolls_back_reaches_no_one() {
     let db = FreshDatabase::new().await;
     let nodes = two_nodes(&db.url, NEWS);
-    let mut readers = [open(nodes[0].addr()).await, open(nodes[1].addr()).await];
-    for reader in &mut readers {
-        subscribe(reader, json!("news")).await;
-    }
+    let mut readers = subscribed(&nodes, "news").await;
     let mut writer = pg::connect(&db.url).await;
     write(&mut writer, &[("news", json!({"n": "rolled back"}))], false).await;
     write(&mut writer, &[("news", json!({"n": "committed"}))], true).await;
@@ -156,10 +162,7 @@ async fn an_event_whose_transaction_rolls_back_reaches_no_one() {
 async fn committed_events_reach_both_nodes_in_the_same_order_with_equal_offsets() {
     let db = FreshDatabase::new().await;
     let nodes = two_nodes(&db.url, NEWS);
-    let mut readers = [open(nodes[0].addr()).await, open(nodes[1].addr()).await];
-    for reader in &mut readers {
-        subscribe(reader, json!("news")).await;
-    }
+    let mut readers = subscribed(&nodes, "news").await;
     let (mut early, mut late) = (pg::connect(&db.url).await, pg::connect(&db.url).await);
     // The first transaction writes first and commits last: commit order decides.
     let first = early.transaction().await.unwrap();
@@ -182,10 +185,7 @@ async fn committed_events_reach_both_nodes_in_the_same_order_with_equal_offsets(
 async fn a_100_kb_payload_arrives_whole_on_both_nodes() {
     let db = FreshDatabase::new().await;
     let nodes = two_nodes(&db.url, NEWS);
-    let mut readers = [open(nodes[0].addr()).await, open(nodes[1].addr()).await];
-    for reader in &mut readers {
-        subscribe(reader, json!("news")).await;
-    }
+    let mut readers = subscribed(&nodes, "news").await;
     let big = json!({"text": "x".repeat(100 * 1024), "after": "the end"});
     let mut writer = pg::connect(&db.url).await;
     write(&mut writer, &[("news", big.clone()), ("news", json!({"small": true}))], true).await;
@@ -437,10 +437,7 @@ async fn a_killed_listen_connection_reconnects_and_loses_nothing() {
     // Its own database: the kill names only this database's listeners.
     let db = FreshDatabase::new().await;
     let nodes = two_nodes(&db.url, NEWS);
-    let mut readers = [open(nodes[0].addr()).await, open(nodes[1].addr()).await];
-    for reader in &mut readers {
-        subscribe(reader, json!("news")).await;
-    }
+    let mut readers = subscribed(&nodes, "news").await;
     let mut writer = pg::connect(&db.url).await;
     publish_range(&mut writer, 1, 50).await;
     let killed = writer
@@ -469,10 +466,7 @@ async fn after_a_postgresql_restart_both_nodes_reconnect_and_catch_up() {
     let cluster = pg::OwnCluster::start();
     let db = FreshDatabase::on(&cluster.url).await;
     let nodes = two_nodes(&db.url, NEWS);
-    let mut readers = [open(nodes[0].addr()).await, open(nodes[1].addr()).await];
-    for reader in &mut readers {
-        subscribe(reader, json!("news")).await;
-    }
+    let mut readers = subscribed(&nodes, "news").await;
     let mut writer = pg::connect(&db.url).await;
     publish_range(&mut writer, 1, 30).await;
     for reader in &mut readers {
@@ -556,10 +550,7 @@ async fn a_restarted_node_recovers_a_subscriber_from_the_table() {
 async fn an_admin_publish_on_one_node_reaches_both_with_the_offsets_it_answered() {
     let db = FreshDatabase::new().await;
     let nodes = two_nodes(&db.url, NEWS);
-    let mut readers = [open(nodes[0].addr()).await, open(nodes[1].addr()).await];
-    for reader in &mut readers {
-        subscribe(reader, json!("news")).await;
-    }
+    let mut readers = subscribed(&nodes, "news").await;
     let items = json!([{"channel": "news", "event": "e", "data": {"n": 1}}, {"channel": "news", "event": "e", "data": {"n": 2}}]);
     let (status, body) = nodes[0].admin("POST", "/api/publish", Some(items)).await;
     assert_eq!(status, 200, "{body}");

@@ -9,7 +9,7 @@ use futures_util::SinkExt;
 use serde_json::json;
 use support::ws::*;
 use support::*;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
 use tokio_tungstenite::tungstenite::protocol::frame::Frame;
 use tokio_tungstenite::tungstenite::Message;
@@ -350,56 +350,130 @@ async fn shutdown_closes_every_socket_with_1001() {
     assert_eq!(stopping.await.unwrap(), switchyard::server::Shutdown::Clean);
 }
 
-/// Appends what the stream has next to `buf`; the server must not end the stream first.
-async fn read_more(stream: &mut tokio::net::TcpStream, buf: &mut Vec<u8>) {
-    let mut chunk = [0u8; 4096];
-    let n = tokio::time::timeout(PATIENCE, stream.read(&mut chunk)).await.expect("a frame in time").unwrap();
-    assert!(n > 0, "the server closed the TCP connection without a close frame");
-    buf.extend_from_slice(&chunk[..n]);
+/// A WebSocket peer on raw TCP: it reads frames by hand, so it can see how the connection
+/// ends (a clean end of stream or a reset) and send what no real client would.
+struct RawPeer<R> {
+    reader: R,
+    buf: Vec<u8>,
+}
+
+/// Opens a raw TCP connection, upgrades it on `path`, and returns the peer's two halves.
+async fn raw_peer(
+    addr: std::net::SocketAddr,
+    path: &str,
+) -> (RawPeer<tokio::net::tcp::OwnedReadHalf>, tokio::net::tcp::OwnedWriteHalf) {
+    let stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let (reader, mut writer) = stream.into_split();
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
+    );
+    writer.write_all(request.as_bytes()).await.unwrap();
+    let mut peer = RawPeer { reader, buf: Vec::new() };
+    while !peer.buf.windows(4).any(|w| w == b"\r\n\r\n") {
+        peer.read_more().await;
+    }
+    let head_end = peer.buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(peer.buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&peer.buf));
+    peer.buf.drain(..head_end);
+    (peer, writer)
+}
+
+impl<R: AsyncRead + Unpin> RawPeer<R> {
+    /// Appends what the stream has next; the server must not end the stream first.
+    async fn read_more(&mut self) {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(PATIENCE, self.reader.read(&mut chunk)).await.expect("a frame in time").unwrap();
+        assert!(n > 0, "the server closed the TCP connection without a close frame");
+        self.buf.extend_from_slice(&chunk[..n]);
+    }
+
+    /// The next frame from the server: its opcode and payload.
+    async fn next_frame(&mut self) -> (u8, Vec<u8>) {
+        // Server frames are unmasked: FIN/opcode, length (7 bits, or 16 bits after 126).
+        while self.buf.len() < 2 || (self.buf[1] & 0x7f == 126 && self.buf.len() < 4) {
+            self.read_more().await;
+        }
+        let (len, start) = match self.buf[1] & 0x7f {
+            126 => (usize::from(u16::from_be_bytes([self.buf[2], self.buf[3]])), 4),
+            127 => panic!("no frame here is that long"),
+            n => (usize::from(n), 2),
+        };
+        while self.buf.len() < start + len {
+            self.read_more().await;
+        }
+        let opcode = self.buf[0] & 0x0f;
+        let payload = self.buf[start..start + len].to_vec();
+        self.buf.drain(..start + len);
+        (opcode, payload)
+    }
+
+    /// Reads up to the close frame: (pings seen before it, its code, its reason).
+    async fn until_close_frame(&mut self) -> (usize, u16, String) {
+        let mut pings = 0;
+        loop {
+            match self.next_frame().await {
+                (0x9, _) => pings += 1,
+                (0x8, payload) => {
+                    let code = u16::from_be_bytes([payload[0], payload[1]]);
+                    return (pings, code, String::from_utf8_lossy(&payload[2..]).into_owned());
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// After the close frame: Ok when the server ended the stream cleanly (FIN) with
+    /// nothing more, Err when the connection was reset.
+    async fn clean_end(&mut self) -> std::io::Result<()> {
+        let mut chunk = [0u8; 4096];
+        let n = tokio::time::timeout(PATIENCE, self.reader.read(&mut chunk)).await.expect("the end in time")?;
+        assert_eq!(n, 0, "bytes after the close frame: {:?}", &chunk[..n]);
+        Ok(())
+    }
 }
 
 /// A WebSocket peer on a raw TCP stream that reads but never writes after the handshake,
 /// so it answers no ping: returns (pings seen, the close frame's code and reason).
 async fn read_until_closed_without_answering(addr: std::net::SocketAddr, path: &str) -> (usize, u16, String) {
-    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://{addr}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-         Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: {KEY}\r\n\r\n"
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut buf = Vec::new();
-    let mut pings = 0;
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        read_more(&mut stream, &mut buf).await;
-    }
-    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-    assert!(buf.starts_with(b"HTTP/1.1 101"), "{}", String::from_utf8_lossy(&buf));
-    buf.drain(..head_end);
-    loop {
-        // Server frames are unmasked: FIN/opcode, length (7 bits, or 16 bits after 126).
-        while buf.len() < 2 || (buf[1] & 0x7f == 126 && buf.len() < 4) {
-            read_more(&mut stream, &mut buf).await;
+    let (mut peer, _writer) = raw_peer(addr, path).await;
+    peer.until_close_frame().await
+}
+
+/// A masked client frame header (FIN, `opcode`) announcing `len` bytes with a 64-bit length.
+fn client_header_64(opcode: u8, len: u64) -> Vec<u8> {
+    let mut header = vec![0x80 | opcode, 0x80 | 127];
+    header.extend_from_slice(&len.to_be_bytes());
+    header.extend_from_slice(&[1, 2, 3, 4]);
+    header
+}
+
+#[tokio::test]
+async fn a_peer_still_uploading_when_we_close_with_1009_reads_our_code_and_a_clean_end() {
+    let sy = switchyard_with("[[routes]]\npath = \"/ws/\"\nmax_message_size = \"1KiB\"\n").await;
+    let (mut peer, mut writer) = raw_peer(sy.plain_addrs[0], "/ws/").await;
+    // Like a browser sending a big message: it keeps writing after our close frame is out.
+    const LEN: usize = 1 << 20;
+    let upload = tokio::spawn(async move {
+        writer.write_all(&client_header_64(0x1, LEN as u64)).await?;
+        for _ in 0..LEN / 16_384 {
+            writer.write_all(&[b'x'; 16_384]).await?;
         }
-        let (len, start) = match buf[1] & 0x7f {
-            126 => (usize::from(u16::from_be_bytes([buf[2], buf[3]])), 4),
-            127 => panic!("no frame here is that long"),
-            n => (usize::from(n), 2),
-        };
-        while buf.len() < start + len {
-            read_more(&mut stream, &mut buf).await;
-        }
-        let opcode = buf[0] & 0x0f;
-        let payload: Vec<u8> = buf[start..start + len].to_vec();
-        buf.drain(..start + len);
-        match opcode {
-            0x9 => pings += 1,
-            0x8 => {
-                let code = u16::from_be_bytes([payload[0], payload[1]]);
-                return (pings, code, String::from_utf8_lossy(&payload[2..]).into_owned());
-            }
-            _ => {}
-        }
-    }
+        writer.shutdown().await
+    });
+    let (_, code, _) = peer.until_close_frame().await;
+    assert_eq!(code, 1009);
+    peer.clean_end().await.expect("the server ended the connection without a reset");
+    upload.await.unwrap().expect("the upload was not cut off by a reset");
+}
+
+#[tokio::test]
+async fn a_frame_length_with_the_top_bit_set_closes_with_1002() {
+    let sy = switchyard_with(JSON_ROUTE).await;
+    let (mut peer, mut writer) = raw_peer(sy.plain_addrs[0], "/ws/").await;
+    writer.write_all(&client_header_64(0x1, 1 << 63)).await.unwrap();
+    let (_, code, reason) = peer.until_close_frame().await;
+    assert_eq!((code, reason.as_str()), (1002, "protocol error"));
 }
 
 #[tokio::test]

@@ -13,3 +13,6 @@ pub mod django;
 pub mod json;
 pub mod pyjson;
 pub mod targets;
+
+#[cfg(test)]
+mod replay;

@@ -1,6 +1,6 @@
 //! One module per fuzz target, each with `check(data)`: the properties an input must keep,
 //! as assertions. `fuzz_targets/NAME.rs` hands libFuzzer's inputs to `check`, and
-//! `tests/replay.rs` hands it the saved ones on stable Rust, so an input that once broke a
+//! `replay.rs` hands it the saved ones on stable Rust, so an input that once broke a
 //! property stays a test.
 
 pub mod config;

@@ -67,6 +67,11 @@ fn gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: i64) ->
     metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
+fn float_gauge(encoder: &mut DescriptorEncoder, name: &str, help: &str, value: f64) -> Result<(), std::fmt::Error> {
+    let metric = ConstGauge::new(value);
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
+}
+
 impl Collector for Exporter {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let stats = self.hub.stats();
@@ -142,20 +147,10 @@ impl Collector for Exporter {
             ConstGauge::new(i64::from(health.ok))
                 .encode(broker.encode_family(&[("kind", health.kind), ("state", health.state.as_str())])?)?;
         }
-        let lag = ConstGauge::new(health.lag_seconds);
-        lag.encode(encoder.encode_descriptor(
-            "broker_lag_seconds",
-            "Seconds from the latest event's commit to its delivery here; while cut off, how long",
-            None,
-            lag.metric_type(),
-        )?)?;
-        let rate = ConstGauge::new(health.events_per_second);
-        rate.encode(encoder.encode_descriptor(
-            "broker_events_per_second",
-            "Events this node applied per second, over the last few seconds",
-            None,
-            rate.metric_type(),
-        )?)?;
+        let lag = "Seconds from the latest event's commit to its delivery here; while cut off, how long";
+        float_gauge(&mut encoder, "broker_lag_seconds", lag, health.lag_seconds)?;
+        let rate = "Events this node applied per second, over the last few seconds";
+        float_gauge(&mut encoder, "broker_events_per_second", rate, health.events_per_second)?;
         counter(&mut encoder, "broker_events", "Events, pushes and revocations this node applied", health.events)?;
         counter(
             &mut encoder,

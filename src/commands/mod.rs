@@ -13,6 +13,7 @@ pub mod view;
 use std::sync::{Arc, Mutex};
 
 use http::HeaderValue;
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{json, Value};
 
 pub use self::authorize::Authorizer;
@@ -24,6 +25,10 @@ use crate::django::User;
 use crate::hub::{CommandKind, ConnId, Hub};
 use crate::protocol::{CommandError, ErrorCode, RESERVED};
 use crate::routes;
+
+/// What a command name keeps when it replaces `{command}` in a backend URL: RFC 3986's
+/// unreserved characters; the rest (`:` among a name's characters) is percent-encoded.
+const URL_ESCAPED: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
 
 /// Everything a command needs to know about the socket that sent it.
 #[derive(Debug)]
@@ -172,7 +177,7 @@ impl Commands {
         let Some(backend) = &self.backend else {
             return Err(CommandError::new(ErrorCode::BackendUnavailable, "no backend is configured"));
         };
-        let url = config.url.0.replace("{command}", name);
+        let url = config.url.0.replace("{command}", &utf8_percent_encode(name, URL_ESCAPED).to_string());
         let body = caller.call_body(name, args);
         let reply = backend.call(&url, &body, &caller.call_headers(config.forward_cookie), config.timeout).await;
         let mut reply = reply.map_err(|e| {

@@ -54,7 +54,9 @@ pub struct BackendsConfig {
 pub(super) struct CommandSection {
     /// "http": POST to a Django view. Required.
     pub backend: BackendKind,
-    /// The view's URL; "{command}" is replaced by the command's name. Required.
+    /// The view's URL; "{command}" is replaced by the command's name, percent-encoded (a
+    /// client's names are letters, digits and `_ . : -` in non-empty `.`-separated parts,
+    /// else the frame is a `bad_frame`). Required.
     pub url: BackendUrl,
     /// How long the view may take before the command fails with `backend_timeout`.
     /// Default: `[backends] timeout`.
@@ -169,11 +171,18 @@ impl BackendsSection {
 
 // === impl CommandPattern ===
 
-/// Characters a command name may hold: they go into URLs and log lines.
+/// Longest command name: names go into URLs and log lines.
+pub const MAX_COMMAND_NAME: usize = 64;
+
+/// Whether `name` may be a command: at most [`MAX_COMMAND_NAME`] bytes of letters, digits
+/// and `_ . : -`, in `.`-separated segments none of which is empty (so never `.` or `..`,
+/// which a backend URL would read as a path step). Clients' frames are held to this
+/// (`bad_frame`), and so are the names in config patterns.
 pub fn is_command_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+    name.len() <= MAX_COMMAND_NAME
+        && name.split('.').all(|segment| {
+            !segment.is_empty() && segment.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b':' | b'-'))
+        })
 }
 
 impl CommandPattern {
@@ -190,7 +199,7 @@ impl<'de> Deserialize<'de> for CommandPattern {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
         let name = text.strip_suffix('*').unwrap_or(&text);
-        if name.is_empty() || is_command_name(name.trim_end_matches('.')) {
+        if name.is_empty() || is_command_name(name.strip_suffix('.').unwrap_or(name)) {
             return Ok(Self(text));
         }
         Err(de::Error::custom(format!(
@@ -240,10 +249,18 @@ mod tests {
     }
 
     #[test]
-    fn command_names_are_url_safe() {
+    fn command_names_are_letters_digits_and_a_few_marks_in_nonempty_segments() {
         assert!(is_command_name("chat.send_now-2"));
-        assert!(!is_command_name("../admin"));
-        assert!(!is_command_name("a/b"));
-        assert!(!is_command_name(""));
+        assert!(is_command_name("model:post.update"));
+        for bad in ["", ".", "..", "../admin", "a/b", "chat..send", ".chat", "chat.", "a b", "é", "a%2e"] {
+            assert!(!is_command_name(bad), "{bad:?} passed");
+        }
+        assert!(!is_command_name(&"a".repeat(MAX_COMMAND_NAME + 1)));
+    }
+
+    #[test]
+    fn a_prefix_pattern_takes_one_trailing_dot() {
+        assert!(toml::from_str::<std::collections::HashMap<String, CommandPattern>>("p = \"chat.*\"").is_ok());
+        assert!(toml::from_str::<std::collections::HashMap<String, CommandPattern>>("p = \"chat..*\"").is_err());
     }
 }

@@ -42,7 +42,9 @@ pub use self::channels::{
     MIN_OUTBOX_RETENTION,
 };
 pub use self::check::{MAX_DURATION, MIN_TIMER};
-pub use self::commands::{is_command_name, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern};
+pub use self::commands::{
+    is_command_name, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern, MAX_COMMAND_NAME,
+};
 pub use self::env::{read_secret, Env, ProcessEnv, Secret, SecretError};
 pub use self::log::{LogConfig, LogFormat};
 pub use self::server::{ServerConfig, TlsConfig, TrustedProxy};

@@ -7,6 +7,8 @@
 
 use std::borrow::Cow;
 
+use crate::protocol;
+
 /// Why a socket is being closed by us.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CloseReason {
@@ -59,6 +61,12 @@ impl CloseReason {
         }
     }
 
+    /// True for the closes a peer's protocol error causes (1002, 1003, 1007, 1009): its
+    /// further frames are not read, only drained (see `connection::linger`).
+    pub fn is_peer_fault(&self) -> bool {
+        matches!(self, Self::ProtocolError | Self::BinaryFrame | Self::InvalidUtf8 | Self::MessageTooBig)
+    }
+
     /// The reason text sent on the wire (at most 123 bytes, RFC 6455 §5.5).
     pub fn reason(&self) -> Cow<'_, str> {
         Cow::Borrowed(match self {
@@ -75,18 +83,9 @@ impl CloseReason {
             Self::ProtocolError => "protocol error",
             Self::HookFailed => "on_connect failed",
             Self::Overloaded => "too many messages waiting for the view",
-            Self::Refused { reason, .. } => return Cow::Borrowed(truncated(reason, 123)),
+            Self::Refused { reason, .. } => return Cow::Borrowed(protocol::truncated(reason, 123)),
         })
     }
-}
-
-/// `text` cut to at most `max` bytes on a character boundary.
-fn truncated(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 #[cfg(test)]

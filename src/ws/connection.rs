@@ -10,9 +10,11 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinSet;
+use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
@@ -29,8 +31,14 @@ use crate::routes::{self, Refusal};
 
 type Ws = WebSocketStream<TokioIo<Upgraded>>;
 
-/// How long the peer has to answer our close frame before the socket is dropped.
+/// How long the peer has to answer our close frame (or, after its protocol error, to stop
+/// sending) before the socket is dropped.
 const CLOSE_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How much a peer may still send after we closed for its protocol error: enough for what
+/// a browser has in flight when our close frame reaches it (socket buffers, a few MiB); a
+/// peer past it is not winding down and gets a reset.
+const LINGER_MAX_BYTES: usize = 16 << 20;
 
 /// Why the loop ended: the close frame to send, if any.
 #[derive(Debug)]
@@ -381,6 +389,11 @@ fn periodic(period: Duration) -> tokio::time::Interval {
 /// The close a read error calls for (tungstenite does not send 1009 or 1007 itself).
 fn read_error(e: &WsError) -> Ending {
     match e {
+        // RFC 6455 §5.2: the most significant bit of a 64-bit length must be 0. tungstenite
+        // reports such a length as a message over the limit; it is a framing error.
+        WsError::Capacity(CapacityError::MessageTooLong { size, .. }) if *size as u64 > i64::MAX as u64 => {
+            Ending::Close(CloseReason::ProtocolError)
+        }
         WsError::Capacity(_) => Ending::Close(CloseReason::MessageTooBig),
         WsError::Utf8(_) => Ending::Close(CloseReason::InvalidUtf8),
         WsError::Protocol(_) => Ending::Close(CloseReason::ProtocolError),
@@ -388,18 +401,44 @@ fn read_error(e: &WsError) -> Ending {
     }
 }
 
-/// Sends our close frame and waits for the peer's, so the TCP connection ends cleanly; a
-/// peer that reads nothing cannot hold the socket past the timeout.
+/// Sends our close frame and ends the TCP connection cleanly within
+/// [`CLOSE_HANDSHAKE_TIMEOUT`]: a peer that reads nothing cannot hold the socket past it.
 async fn close(ws: &mut Ws, reason: &CloseReason) {
     Box::pin(close_handshake(ws, reason)).await
 }
 
 async fn close_handshake(ws: &mut Ws, reason: &CloseReason) {
+    let deadline = tokio::time::Instant::now() + CLOSE_HANDSHAKE_TIMEOUT;
     let frame = CloseFrame { code: CloseCode::from(reason.code()), reason: reason.reason().as_ref().into() };
-    let handshake = async {
-        if ws.close(Some(frame)).await.is_ok() {
-            while let Some(Ok(_)) = ws.next().await {}
+    if !matches!(tokio::time::timeout_at(deadline, ws.close(Some(frame))).await, Ok(Ok(()))) {
+        return;
+    }
+    if reason.is_peer_fault() {
+        // The peer's frames are no longer read (their framing may be lost mid-message):
+        // what it still sends is drained as bytes.
+        return linger(ws.get_mut(), deadline).await;
+    }
+    // RFC 6455 §7.1.1: wait for the peer's close frame, then end the TCP connection.
+    let _ = tokio::time::timeout_at(deadline, async { while let Some(Ok(_)) = ws.next().await {} }).await;
+    let _ = tokio::time::timeout_at(deadline, ws.get_mut().shutdown()).await;
+}
+
+/// nginx's lingering close: shut our write side (the peer reads our close frame, then the
+/// end), then read and discard until the peer closes too, the deadline passes or
+/// [`LINGER_MAX_BYTES`] are gone. Dropping a socket with unread bytes sends a reset, and a
+/// peer still uploading would see 1006 instead of our close code.
+async fn linger<S: AsyncRead + AsyncWrite + Unpin>(io: &mut S, deadline: tokio::time::Instant) {
+    let drain = async {
+        io.shutdown().await?;
+        let mut chunk = [0u8; 4096];
+        let mut left = LINGER_MAX_BYTES;
+        while left > 0 {
+            match io.read(&mut chunk).await? {
+                0 => break,
+                n => left = left.saturating_sub(n),
+            }
         }
+        Ok::<(), std::io::Error>(())
     };
-    let _ = tokio::time::timeout(CLOSE_HANDSHAKE_TIMEOUT, handshake).await;
+    let _ = tokio::time::timeout_at(deadline, drain).await;
 }

@@ -148,8 +148,8 @@ class ChatTests(SwitchyardCallTestCase):
 
 class AuthorizeTests(SwitchyardCallTestCase):
     def authorize(self, channel):
-        args = {"channel": channel, "action": "subscribe"}
-        return self.command("$authorize", args, connection={"id": "c-1"}).json()
+        body = call_body("$authorize", {"channel": channel, "action": "subscribe"})
+        return post_signed(self.client, "/ws/authorize/", body, SECRET).json()
 
     def test_a_logged_in_user_may_follow_a_project(self):
         self.login()

@@ -2,13 +2,14 @@
 //! `regressions/TARGET/` (each input that once broke a property: a crash turned into a
 //! test), `seeds/TARGET/` and the committed, minimised `corpus/TARGET/`. scripts/test runs
 //! it, so a fixed bug stays fixed and a change that breaks what the fuzzer already covered
-//! fails here first.
+//! fails here first. A unit test of the library, not an integration test, so that
+//! `cargo test --lib` builds no fuzz target binary.
 
 use std::fs;
 use std::panic;
 use std::path::Path;
 
-use switchyard_fuzz::targets;
+use crate::targets;
 
 /// The saved inputs of `target` that fail its check, as "folder/file: message".
 fn failures(target: &str) -> (usize, Vec<String>) {
