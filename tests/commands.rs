@@ -10,7 +10,7 @@ mod support;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use hmac::{Hmac, Mac};
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -27,6 +27,7 @@ const SECRET: &str = "test-backend-secret";
 #[derive(Clone, Debug)]
 struct Seen {
     path: String,
+    query: String,
     body: Value,
     cookie: Option<String>,
     host: Option<String>,
@@ -58,6 +59,7 @@ async fn backend(log: Log, gate: Gate) -> Upstream {
         let (log, gate) = (log.clone(), gate.clone());
         async move {
             let path = req.uri().path().to_string();
+            let query = req.uri().query().unwrap_or("").to_string();
             let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap().to_string());
             let (cookie, host, sig) = (header("cookie"), header("host"), header("x-switchyard-signature"));
             let bytes = req.into_body().collect().await.unwrap().to_bytes();
@@ -65,13 +67,14 @@ async fn backend(log: Log, gate: Gate) -> Upstream {
             let (signature_ok, signed_at) = signature(sig.as_deref(), &bytes);
             log.lock().unwrap().push(Seen {
                 path: path.clone(),
+                query,
                 body: body.clone(),
                 cookie,
                 host,
                 signature_ok,
                 signed_at,
             });
-            if path == "/cmd/t.held/" {
+            if path == "/cmd/t.held/" || (path == "/views/view/" && body["args"] == "hold") {
                 gate.pass().await;
             }
             answer(&path, &body).await
@@ -109,6 +112,17 @@ async fn answer(path: &str, body: &Value) -> Response<switchyard::body::Body> {
         }
         "/hooks/connect/" => json_reply(200, json!({"state": {"joined": true}})),
         "/hooks/disconnect/" => json_reply(200, json!({})),
+        // A websocket view: answers each message with two, and counts in the state;
+        // "fail" is a crash, "bad" an answer Switchyard cannot use.
+        "/views/view/" if args == "fail" => {
+            json_reply(500, json!({"error": {"code": "oops", "message": "the view crashed"}}))
+        }
+        "/views/view/" if args == "bad" => json_reply(200, json!({"messages": "not a list"})),
+        "/views/view/" => {
+            let n = body["connection"]["state"]["count"].as_i64().unwrap_or(0) + 1;
+            let text = args.as_str().unwrap();
+            json_reply(200, json!({"messages": [format!("got {text}"), {"count": n}], "state": {"count": n}}))
+        }
         _ => json_reply(404, json!({"error": {"code": "unknown_command", "message": path}})),
     }
 }
@@ -132,6 +146,10 @@ on_connect = "{backend_url}/hooks/connect/"
 on_disconnect = "{backend_url}/hooks/disconnect/"
 [[routes]]
 path = "/plain/"
+[[routes]]
+path = "/view/*"
+protocol = "view"
+view = "{backend_url}/views{{path}}"
 [commands."t.*"]
 backend = "http"
 url = "{backend_url}/cmd/{{command}}/"
@@ -421,4 +439,84 @@ async fn a_tcp_drop_without_a_close_frame_is_reported_once() {
     let disconnects = calls(&s.stop().await, "/hooks/disconnect/");
     assert_eq!(disconnects.len(), 1);
     assert_eq!(disconnects[0].body["connection"]["id"], id);
+}
+
+// === view routes ===
+
+#[tokio::test]
+async fn a_view_route_posts_each_message_signed_and_sends_the_answer_back() {
+    let s = scene("").await;
+    let mut client = connect(s.sy.plain_addrs[0], "/view/?room=7").await;
+    client.send(Message::text("hello")).await.unwrap();
+    // No welcome on a raw route: the view's answer is the first thing that arrives.
+    assert_eq!(next_message(&mut client).await, Message::text("got hello"));
+    assert_eq!(next_message(&mut client).await, Message::text(r#"{"count":1}"#));
+    let seen = s.calls("/views/view/").pop().unwrap();
+    assert!(seen.signature_ok, "signature did not verify");
+    assert_eq!(seen.query, "room=7", "the socket's query goes to the view");
+    assert_eq!(seen.body["command"], "$message");
+    assert_eq!(seen.body["args"], "hello");
+    assert_eq!(seen.body["connection"]["path"], "/view/");
+}
+
+#[tokio::test]
+async fn a_views_state_travels_with_the_next_message() {
+    let s = scene("").await;
+    let mut client = connect(s.sy.plain_addrs[0], "/view/").await;
+    for n in 1..=2 {
+        client.send(Message::text("x")).await.unwrap();
+        assert_eq!(next_message(&mut client).await, Message::text("got x"));
+        assert_eq!(next_message(&mut client).await, Message::text(format!(r#"{{"count":{n}}}"#)));
+    }
+}
+
+#[tokio::test]
+async fn a_view_answers_one_message_at_a_time_in_order() {
+    let s = scene("").await;
+    let mut client = connect(s.sy.plain_addrs[0], "/view/").await;
+    client.send(Message::text("hold")).await.unwrap();
+    s.gate.until_waiting(1).await;
+    client.send(Message::text("second")).await.unwrap();
+    // The pong says Switchyard has read "second". Run side by side, its call would now be
+    // on its way while the first waits at the gate, without the state the first one sets.
+    client.send(Message::Ping("read?".into())).await.unwrap();
+    let pong = tokio::time::timeout(PATIENCE, client.next()).await.unwrap().unwrap().unwrap();
+    assert_eq!(pong, Message::Pong("read?".into()));
+    s.gate.open();
+    let mut texts = Vec::new();
+    for _ in 0..4 {
+        texts.push(next_message(&mut client).await);
+    }
+    assert_eq!(texts[0], Message::text("got hold"));
+    assert_eq!(texts[2], Message::text("got second"));
+    assert_eq!(texts[3], Message::text(r#"{"count":2}"#));
+}
+
+#[tokio::test]
+async fn a_failing_or_unusable_view_sends_nothing_and_the_socket_stays_open() {
+    let s = scene("").await;
+    let mut client = connect(s.sy.plain_addrs[0], "/view/").await;
+    for text in ["fail", "bad", "ok"] {
+        client.send(Message::text(text)).await.unwrap();
+    }
+    // Answers keep the messages' order: had the failures sent anything, it would come first.
+    assert_eq!(next_message(&mut client).await, Message::text("got ok"));
+}
+
+#[tokio::test]
+async fn a_binary_message_on_a_view_route_closes_with_1003() {
+    let s = scene("").await;
+    let mut client = connect(s.sy.plain_addrs[0], "/view/").await;
+    client.send(Message::binary(vec![1, 2, 3])).await.unwrap();
+    assert_eq!(closed(&mut client).await.0, 1003);
+}
+
+#[tokio::test]
+async fn messages_past_the_in_flight_bound_close_a_view_socket_with_1013() {
+    let s = scene("[websocket]\nmax_in_flight = 1").await;
+    let mut client = connect(s.sy.plain_addrs[0], "/view/").await;
+    client.send(Message::text("hold")).await.unwrap();
+    s.gate.until_waiting(1).await;
+    client.send(Message::text("second")).await.unwrap();
+    assert_eq!(closed(&mut client).await, (1013, "too many messages waiting for the view".to_string()));
 }

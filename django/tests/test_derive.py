@@ -132,7 +132,7 @@ def test_the_secret_key_is_never_written(settings):
 def test_origins_come_from_allowed_hosts_and_csrf_trusted_origins(settings):
     settings.ALLOWED_HOSTS = ["example.com", ".example.org"]
     settings.CSRF_TRUSTED_ORIGINS = ["https://app.example.net", "https://*.example.net"]
-    assert config()["routes"][0]["origins"] == [
+    assert config()["routes"][-1]["origins"] == [
         "https://example.com",
         "http://example.com",
         "https://example.org",
@@ -144,19 +144,19 @@ def test_origins_come_from_allowed_hosts_and_csrf_trusted_origins(settings):
 def test_ssl_redirect_leaves_out_plain_http_origins(settings):
     settings.ALLOWED_HOSTS = ["example.com"]
     settings.SECURE_SSL_REDIRECT = True
-    assert config()["routes"][0]["origins"] == ["https://example.com"]
+    assert config()["routes"][-1]["origins"] == ["https://example.com"]
 
 
 def test_allowed_hosts_star_keeps_switchyards_same_origin_default(settings):
     settings.ALLOWED_HOSTS = ["*"]
-    assert "origins" not in config()["routes"][0]
+    assert "origins" not in config()["routes"][-1]
 
 
 def test_a_hostile_host_name_stays_a_string(settings):
     settings.ALLOWED_HOSTS = ['evil"\n[server]\nlisten = "0.0.0.0:1']
     parsed = config()
     assert parsed["server"]["listen"] == ["127.0.0.1:8000"]
-    assert parsed["routes"][0]["origins"][0] == 'https://evil"\n[server]\nlisten = "0.0.0.0:1'
+    assert parsed["routes"][-1]["origins"][0] == 'https://evil"\n[server]\nlisten = "0.0.0.0:1'
 
 
 def test_registered_commands_get_their_url_and_auth():
@@ -171,7 +171,7 @@ def test_registered_commands_get_their_url_and_auth():
 
 
 def test_registered_hooks_are_on_the_route():
-    route = config(upstream="http://127.0.0.1:8001")["routes"][0]
+    route = config(upstream="http://127.0.0.1:8001")["routes"][-1]
     assert route["path"] == "/ws/"
     assert route["on_connect"] == "http://127.0.0.1:8001/switchyard/hooks/connect/"
     assert route["on_disconnect"] == "http://127.0.0.1:8001/switchyard/hooks/disconnect/"
@@ -228,3 +228,14 @@ def test_print_config_reports_what_it_cannot_follow(settings):
 def test_the_command_without_an_action_says_what_to_give():
     with pytest.raises(CommandError, match="--print-config or run"):
         call_command("switchyard")
+
+
+def test_websocket_views_get_view_routes_before_the_clients():
+    routes = config(upstream="http://127.0.0.1:8001")["routes"]
+    assert [(r["path"], r["websocket"], r["protocol"]) for r in routes] == [
+        ("/live/echo/", "accept", "view"),
+        ("/live/rooms/*", "require", "view"),
+        ("/ws/", "require", "json"),
+    ]
+    assert routes[0]["view"] == "http://127.0.0.1:8001{path}"
+    assert routes[0]["origins"] == routes[-1]["origins"]

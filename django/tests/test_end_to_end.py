@@ -190,10 +190,10 @@ class Browser:
         status, body = self.request(path, form)
         assert status == 302, body[-2000:]
 
-    def socket(self):
+    def socket(self, path: str = "/ws/"):
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.jar)
         return connect(
-            f"ws://127.0.0.1:{self.site.port}/ws/",
+            f"ws://127.0.0.1:{self.site.port}{path}",
             origin=self.site.base,
             additional_headers={"Cookie": cookies},
             open_timeout=PATIENCE,
@@ -272,3 +272,12 @@ def test_a_logout_closes_that_users_socket_at_once(staff):
             while True:
                 ws.recv(timeout=PATIENCE)
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+
+
+def test_a_websocket_view_answers_each_message_and_plain_http_still_works(staff):
+    with staff.socket("/live/echo/") as ws:
+        for seen, text in enumerate(["hi", "again"], start=1):
+            ws.send(text)
+            assert json.loads(ws.recv(timeout=PATIENCE)) == {"hello": "root", "seen": seen}
+            assert ws.recv(timeout=PATIENCE) == text.upper()
+    assert staff.request("/live/echo/") == (200, "plain page")

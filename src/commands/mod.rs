@@ -8,6 +8,7 @@ mod authorize;
 pub mod backend;
 pub mod builtin;
 pub mod signature;
+pub mod view;
 
 use std::sync::{Arc, Mutex};
 

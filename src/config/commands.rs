@@ -219,7 +219,7 @@ impl Serialize for CommandPattern {
 impl<'de> Deserialize<'de> for BackendUrl {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        let probe = text.replace("{command}", "x");
+        let probe = text.replace("{command}", "x").replace("{path}", "/x");
         match probe.parse::<http::Uri>() {
             Ok(uri) if uri.scheme_str() == Some("http") && uri.authority().is_some() => Ok(Self(text)),
             _ => Err(de::Error::custom(format!(

@@ -199,7 +199,7 @@ impl ConfigFile {
             .map(|(i, rule)| rule.validate(check, &format!("channels[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
         let calls_backends = !commands.is_empty()
-            || routes.iter().any(|r| r.on_connect.is_some() || r.on_disconnect.is_some())
+            || routes.iter().any(|r| r.on_connect.is_some() || r.on_disconnect.is_some() || r.view.is_some())
             || channels.iter().any(|c| c.authorize.is_some());
         if backends.secret.is_none() && calls_backends {
             return Err(check.reject(

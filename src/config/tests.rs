@@ -388,6 +388,44 @@ fn a_backend_permission_without_authorize_is_refused_at_its_line() {
     assert!(err.contains("not a channel pattern"), "{err}");
 }
 
+const VIEW_ROUTE: &str = r#"
+[server]
+listen = "127.0.0.1:8080"
+[upstream]
+url = "http://127.0.0.1:8000"
+[backends]
+secret_env = "SY_SECRET"
+[[routes]]
+path = "/live/*"
+"#;
+
+#[test]
+fn a_view_route_needs_its_view_url() {
+    let env: HashMap<&str, &str> = [("SY_SECRET", "s")].into();
+    let err = parse(&format!("{VIEW_ROUTE}protocol = \"view\"\n"), "t.toml", Path::new("/"), &env).unwrap_err();
+    let text = err.to_string();
+    assert!(text.contains("routes[0].view") && text.contains("view = \"http://127.0.0.1:8000{path}\""), "{text}");
+    let ok = format!("{VIEW_ROUTE}protocol = \"view\"\nview = \"http://127.0.0.1:8000{{path}}\"\n");
+    let config = parse(&ok, "t.toml", Path::new("/"), &env).unwrap();
+    assert_eq!(config.routes[0].protocol, Protocol::View);
+}
+
+#[test]
+fn a_view_url_on_another_protocol_is_refused() {
+    let env: HashMap<&str, &str> = [("SY_SECRET", "s")].into();
+    let text = format!("{VIEW_ROUTE}view = \"http://127.0.0.1:8000/live/\"\n");
+    let err = parse(&text, "t.toml", Path::new("/"), &env).unwrap_err().to_string();
+    assert!(err.contains("routes[0].view") && err.contains("set protocol = \"view\""), "{err}");
+}
+
+#[test]
+fn a_view_route_without_a_backend_secret_is_refused() {
+    let text =
+        VIEW_ROUTE.replace("secret_env = \"SY_SECRET\"\n", "") + "protocol = \"view\"\nview = \"http://x:1{path}\"\n";
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.contains("backends.secret_env"), "{err}");
+}
+
 /// `[django]` on `database`, its SECRET_KEY from `K`, with `extra` after it.
 fn with_django(database: &str, extra: &str) -> Result<Config, ConfigError> {
     let env: HashMap<&str, &str> = [("K", "django-secret"), ("OUTBOX", "postgres://sy@db/outbox")].into();

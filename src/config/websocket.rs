@@ -97,6 +97,9 @@ pub struct RouteConfig {
     pub on_connect: Option<BackendUrl>,
     /// Hook called once when a socket closes.
     pub on_disconnect: Option<BackendUrl>,
+    /// The Django view a `view` route posts each message to (set exactly when the
+    /// protocol is `view`).
+    pub view: Option<BackendUrl>,
     /// Plain HTTP on this path is buffered (`Some(true)`), streamed (`Some(false)`), or as
     /// `[buffering]` says (`None`).
     pub buffering: Option<bool>,
@@ -165,7 +168,8 @@ pub(super) struct RouteSection {
     #[serde(default)]
     pub websocket: WebsocketMode,
     /// "json" runs commands; "echo" sends every message back; "broadcast" sends every
-    /// message to every socket on this route. Default: "json".
+    /// message to every socket on this route; "view" posts every text message to the
+    /// Django view `view` names and sends what it answers back. Default: "json".
     #[serde(default)]
     pub protocol: Protocol,
     /// Who may connect: "anyone", "authenticated", "staff", "superuser". Default: "anyone".
@@ -189,6 +193,10 @@ pub(super) struct RouteSection {
     pub on_connect: Option<BackendUrl>,
     /// Django URL called once when a socket closes, shutdown included. Default: none.
     pub on_disconnect: Option<BackendUrl>,
+    /// (protocol "view", where it is required) the Django view each text message is
+    /// posted to, signed, like a command; "{path}" is replaced by the socket's path, and
+    /// the socket's query string is appended. Default: none.
+    pub view: Option<BackendUrl>,
     /// Plain HTTP on this path (`websocket = "accept"` or `"deny"`): false streams request
     /// and response bodies between the browser and Django instead of buffering them (for
     /// long uploads Django reads as they come, or event streams). Default: `[buffering]`.
@@ -219,6 +227,8 @@ pub enum Protocol {
     Echo,
     /// Every message to every socket on the route.
     Broadcast,
+    /// Every text message to a Django view (signed POST); its answer goes back.
+    View,
 }
 
 /// Who may do something.
@@ -330,6 +340,21 @@ impl RouteSection {
     /// `key` names the entry in messages (`routes[2]`).
     pub(super) fn validate(&self, check: &Check, key: &str) -> Result<RouteConfig, ConfigError> {
         let max = check.size(&format!("{key}.max_message_size"), self.max_message_size, 1..=u64::MAX)?;
+        match (self.protocol, &self.view) {
+            (Protocol::View, None) => {
+                return Err(check.reject(
+                    &format!("{key}.view"),
+                    "a \"view\" route posts messages to a Django view: add view = \"http://127.0.0.1:8000{path}\"",
+                ));
+            }
+            (protocol, Some(_)) if protocol != Protocol::View => {
+                return Err(check.reject(
+                    &format!("{key}.view"),
+                    "only protocol = \"view\" routes post to a view: remove `view` or set protocol = \"view\"",
+                ));
+            }
+            _ => {}
+        }
         if let Some(bad) = self.subprotocols.iter().find(|p| !is_token(p)) {
             return Err(check.reject(
                 &format!("{key}.subprotocols"),
@@ -347,6 +372,7 @@ impl RouteSection {
             subprotocols: self.subprotocols.clone(),
             on_connect: self.on_connect.clone(),
             on_disconnect: self.on_disconnect.clone(),
+            view: self.view.clone(),
             buffering: self.buffering,
         })
     }
@@ -371,6 +397,7 @@ impl RouteConfig {
             subprotocols: Vec::new(),
             on_connect: None,
             on_disconnect: None,
+            view: None,
             buffering: None,
         }
     }

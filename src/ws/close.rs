@@ -37,6 +37,8 @@ pub enum CloseReason {
     ProtocolError,
     /// `on_connect` could not be run (1011).
     HookFailed,
+    /// A `view` route socket has `max_in_flight` messages waiting for its view (1013).
+    Overloaded,
     /// `on_connect` refused the socket with its own code and reason.
     Refused { code: u16, reason: String },
 }
@@ -54,6 +56,7 @@ impl CloseReason {
             Self::MessageTooBig => 1009,
             Self::ProtocolError => 1002,
             Self::HookFailed => 1011,
+            Self::Overloaded => 1013,
             Self::Refused { code, .. } => *code,
         }
     }
@@ -79,6 +82,7 @@ impl CloseReason {
             Self::MessageTooBig => "message too big",
             Self::ProtocolError => "protocol error",
             Self::HookFailed => "on_connect failed",
+            Self::Overloaded => "too many messages waiting for the view",
             Self::Refused { reason, .. } => return Cow::Borrowed(protocol::truncated(reason, 123)),
         })
     }

@@ -12,11 +12,12 @@ use hyper::upgrade::Upgraded;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use tokio::sync::oneshot;
 use tokio::task::JoinSet;
 use tokio_tungstenite::tungstenite::error::CapacityError;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::hooks::{self, Verdict};
@@ -53,7 +54,8 @@ pub(super) async fn run(ws: Ws, caller: Arc<Caller>, slot: Slot, shared: Arc<Sha
     let (outbox, inbox) = hub::outbox(shared.hub.bounds());
     let route = route_key(&caller);
     let in_flight = Arc::new(AtomicUsize::new(0));
-    let mut socket = Socket { ws, caller, shared, outbox, route, tasks: JoinSet::new(), in_flight, token: None };
+    let mut socket =
+        Socket { ws, caller, shared, outbox, route, tasks: JoinSet::new(), in_flight, token: None, view_turn: None };
     // Rarely-run steps are boxed so their futures do not sit in every idle socket's task.
     if let Err(reason) = Box::pin(admit(&socket.caller, &socket.shared)).await {
         return close(&mut socket.ws, &reason).await;
@@ -169,6 +171,8 @@ struct Socket {
     in_flight: Arc<AtomicUsize>,
     /// The resume token the welcome gave (json routes).
     token: Option<Box<str>>,
+    /// On `view` routes: fires when the last message's task is done (the next one waits).
+    view_turn: Option<oneshot::Receiver<()>>,
 }
 
 impl Ending {
@@ -245,7 +249,46 @@ impl Socket {
             }
             (Protocol::Json, Message::Binary(_)) => ControlFlow::Break(Ending::Close(CloseReason::BinaryFrame)),
             (Protocol::Json, Message::Text(text)) => self.on_frame(&text).await,
+            (Protocol::View, Message::Binary(_)) => ControlFlow::Break(Ending::Close(CloseReason::BinaryFrame)),
+            (Protocol::View, Message::Text(text)) => self.on_view_message(text),
         }
+    }
+
+    /// A message on a `view` route: posted to the view in a task; the tasks of one socket
+    /// run one after another (each waits for the one before), so answers keep the order
+    /// of the messages. Past `max_in_flight` waiting messages the socket closes with 1013:
+    /// raw text has no error reply to send instead.
+    fn on_view_message(&mut self, text: Utf8Bytes) -> ControlFlow<Ending> {
+        let Some(url) = self.caller.route.view.clone() else { return ControlFlow::Continue(()) };
+        if self.in_flight.load(Ordering::Acquire) >= self.shared.config.max_in_flight {
+            return ControlFlow::Break(Ending::Close(CloseReason::Overloaded));
+        }
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        let (done, next) = oneshot::channel::<()>();
+        let before = self.view_turn.replace(next);
+        let (caller, shared, outbox, in_flight) =
+            (self.caller.clone(), self.shared.clone(), self.outbox.clone(), self.in_flight.clone());
+        self.tasks.spawn(async move {
+            if let Some(before) = before {
+                // Err only means the task before ended (or was aborted): our turn either way.
+                let _ = before.await;
+            }
+            let answer = shared.commands.view_message(&url.0, &text, &caller).await;
+            in_flight.fetch_sub(1, Ordering::AcqRel);
+            match answer {
+                Ok(messages) => {
+                    for message in messages {
+                        if outbox.send(Message::text(message)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(connection = %caller.id, view = %url.0, error = %e, "view call failed"),
+            }
+            drop(done);
+        });
+        while self.tasks.try_join_next().is_some() {}
+        ControlFlow::Continue(())
     }
 
     /// A json frame: bad frames and overload are answered here; commands run in a task.

@@ -35,10 +35,11 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections, models
-from django.urls import NoReverseMatch, reverse
+from django.urls import NoReverseMatch, URLResolver, get_resolver, reverse
+from django.urls.resolvers import RoutePattern
 from django.utils.module_loading import import_string
 
-from . import conf, events, registry
+from . import conf, events, registry, websocket
 
 SECRET_KEY_ENV = "DJANGO_SECRET_KEY"
 SECRET_KEY_FALLBACKS_ENV = "DJANGO_SECRET_KEY_FALLBACKS"
@@ -295,11 +296,19 @@ def derive(addresses: Addresses | None = None, *, listen_ports: Iterable[int] = 
     )
     out.section("[backends]", {"secret_env": BACKEND_SECRET_ENV})
     base = addresses.backend_base
+    allowed = origins(listen_ports)
+    # Before the client's route: the first matching route wins.
+    for path, kind in websocket_views():
+        out.section(
+            "[[routes]]",
+            {"path": path, "websocket": kind, "protocol": "view", "view": base + "{path}", "origins": allowed},
+            "A view decorated with @%s_websocket: each message is posted to it." % kind,
+        )
     route: dict[str, Any] = {
         "path": str(getattr(settings, "SWITCHYARD_WEBSOCKET_PATH", DEFAULT_WEBSOCKET_PATH)),
         "websocket": "require",
         "protocol": "json",
-        "origins": origins(listen_ports),
+        "origins": allowed,
     }
     for kind in registry.hooks():
         hook_url = _url(f"django_switchyard:hook-{kind}")
@@ -309,6 +318,37 @@ def derive(addresses: Addresses | None = None, *, listen_ports: Iterable[int] = 
     _commands(out, base)
     _channels(out, base)
     return out.text()
+
+
+def websocket_views() -> list[tuple[str, str]]:
+    """(route path, "accept" | "require") for each URL of a view decorated with
+    `@accept_websocket` / `@require_websocket`, in URLconf order. A URL with converters
+    or a regex becomes a prefix route up to its first variable part ("/rooms/*")."""
+    found: list[tuple[str, str]] = []
+
+    def walk(patterns: Iterable[Any], prefix: str) -> None:
+        for entry in patterns:
+            route = prefix if prefix.endswith("*") else prefix + _literal(entry.pattern)
+            if isinstance(entry, URLResolver):
+                walk(entry.url_patterns, route)
+                continue
+            kind = getattr(entry.callback, websocket.MARK, None)
+            if kind is not None:
+                found.append(("/" + route, kind))
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+def _literal(pattern: Any) -> str:
+    """The fixed start of a URL pattern; with a variable part, that start and "*"."""
+    if isinstance(pattern, RoutePattern):
+        text = str(pattern)
+        cut = text.find("<")
+    else:
+        text = str(pattern.regex.pattern).lstrip("^").rstrip("$").replace("\\/", "/")
+        cut = next((i for i, c in enumerate(text) if c in ".^$*+?{}[]\\|()"), -1)
+    return text if cut < 0 else text[:cut] + "*"
 
 
 def _commands(out: Writer, base: str) -> None:

@@ -12,4 +12,6 @@ urlpatterns = [
     path("own/class/", views.Total.as_view(), name="total"),
     path("products/", views.products, name="products"),
     path("rolled-back/", views.rolled_back, name="rolled-back"),
+    path("live/echo/", views.live_echo, name="live-echo"),
+    path("live/rooms/<slug:room>/", views.live_only, name="live-only"),
 ]

@@ -5,6 +5,7 @@ from django.views.decorators.http import require_POST
 
 import django_switchyard as switchyard
 from django_switchyard.views import CommandView, command_view
+from django_switchyard.websocket import accept_websocket, require_websocket
 
 from .models import Product
 
@@ -49,3 +50,21 @@ def rolled_back(request):
         pass
     switchyard.publish("model:shop.Product", "after-rollback", {"ghosts": Product.objects.filter(name="ghost").count()})
     return HttpResponse("rolled back")
+
+
+@accept_websocket
+def live_echo(request):
+    """Plain HTTP: a page. A socket's message: a greeting sent first, then the message
+    upper-cased as the reply; the state counts the messages."""
+    if not request.is_websocket():
+        return HttpResponse("plain page")
+    websocket = request.websocket
+    websocket.state["seen"] = websocket.state.get("seen", 0) + 1
+    who = request.user.get_username() if request.user.is_authenticated else "anonymous"
+    websocket.send({"hello": who, "seen": websocket.state["seen"]})
+    return HttpResponse(websocket.message.upper())
+
+
+@require_websocket
+def live_only(request, room):
+    return HttpResponse(f"{room}: {request.websocket.message}")
