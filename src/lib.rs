@@ -9,6 +9,7 @@ pub mod admin;
 pub mod body;
 pub mod broker;
 pub mod client_script;
+pub mod clock;
 pub mod commands;
 pub mod config;
 pub mod devcert;

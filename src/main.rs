@@ -86,29 +86,70 @@ fn check(path: PathBuf) -> ExitCode {
 }
 
 fn run(path: PathBuf) -> anyhow::Result<()> {
+    use switchyard::server::{notify, Inherited};
     let config = Arc::new(load(&path)?);
     init_logging(&config.log);
-    let running = switchyard::server::start_workers(config.clone(), config.server.workers)?;
-    // The workers have runtimes of their own; this one only waits for a signal.
+    // Before any thread starts: taking the sockets systemd passed edits the environment.
+    let inherited = Inherited::from_env()?;
+    let running = switchyard::server::start_workers(config.clone(), config.server.workers, inherited)?;
+    // The workers have runtimes of their own; this one waits for signals and beats the watchdog.
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(async {
-        shutdown_signal().await.context("cannot wait for signals")?;
+        let mut signals = Signals::new().context("cannot wait for signals")?;
+        notify::ready("serving");
+        let mut watchdog = notify::Watchdog::from_env();
+        loop {
+            tokio::select! {
+                signal = signals.next() => match signal {
+                    Signal::Stop => break,
+                    Signal::Reload => {
+                        notify::reloading();
+                        tracing::warn!("SIGHUP: reloading is not supported yet; restart to apply a new config");
+                        notify::ready("serving");
+                    }
+                },
+                () = watchdog.beat(&running) => {}
+            }
+        }
+        notify::stopping();
         tracing::info!(grace = ?config.server.shutdown_grace, "shutting down");
         running.shutdown(config.server.shutdown_grace).await;
         Ok(())
     })
 }
 
-/// Resolves on SIGTERM (systemd, docker) or SIGINT (Ctrl-C).
-async fn shutdown_signal() -> std::io::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// What a signal asks for.
+enum Signal {
+    /// SIGTERM (systemd, docker) or SIGINT (Ctrl-C): drain and exit.
+    Stop,
+    /// SIGHUP (`systemctl reload`): read the config again.
+    Reload,
+}
+
+/// The signals `run` answers.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> std::io::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+            hup: signal(SignalKind::hangup())?,
+        })
     }
-    Ok(())
+
+    async fn next(&mut self) -> Signal {
+        tokio::select! {
+            _ = self.term.recv() => Signal::Stop,
+            _ = self.int.recv() => Signal::Stop,
+            _ = self.hup.recv() => Signal::Reload,
+        }
+    }
 }
 
 fn init_logging(log: &config::LogConfig) {

@@ -326,4 +326,17 @@ mod tests {
         let bad = parse(&format!("{{\"id\": 1, {}}}", seventeen.join(","))).unwrap_err();
         assert_eq!(bad.message, "too many commands in one frame, at most 16");
     }
+
+    /// Found by `fuzz/fuzz_targets/protocol.rs`: serde_json's default number reading was
+    /// an ulp off, so the argument written back was not the number the client sent.
+    #[test]
+    fn arguments_keep_the_correctly_rounded_number_when_written_back() {
+        let text = r#"{"id": 3, "ping": 1, "pi``````````````````````````````````````ng": 555555555555555555555555555555555555555552}"#;
+        let frame = parse(text).unwrap();
+        let arg = &frame.commands[1].1;
+        assert_eq!(arg.as_f64(), Some("555555555555555555555555555555555555555552".parse::<f64>().unwrap()));
+        let written = reply(None, vec![("n".into(), Ok(arg.clone()))]);
+        let again: Value = serde_json::from_str(&written).unwrap();
+        assert_eq!(&again["n"]["result"], arg);
+    }
 }

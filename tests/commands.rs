@@ -1,5 +1,7 @@
 //! Command backends and hooks against an in-test Django stand-in that checks the signature
-//! with its own HMAC and its own clock: the call's body and headers, replies applied
+//! with its own HMAC, and the time it was signed at against the clock the test set
+//! Switchyard's to (exactly, not within a window of wall-clock time): the call's body and
+//! headers, replies applied
 //! (result, state, push), every failure mapped to its error code, hooks with `seq`,
 //! exactly-once disconnects (client close, TCP drop, shutdown), on_connect failures.
 
@@ -16,6 +18,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 use support::ws::*;
 use support::*;
+use switchyard::clock::Clock;
 use tokio_tungstenite::tungstenite::Message;
 
 const SECRET: &str = "test-backend-secret";
@@ -27,27 +30,26 @@ struct Seen {
     body: Value,
     cookie: Option<String>,
     host: Option<String>,
+    /// The HMAC verified with the shared secret.
     signature_ok: bool,
+    /// The signature's `t=`: when Switchyard says it signed the call.
+    signed_at: Option<u64>,
 }
 
 type Log = Arc<Mutex<Vec<Seen>>>;
 
-/// The test's own clock, in Unix seconds (not Switchyard's `signature::now`).
-fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
-}
+/// Where Switchyard's clock starts in every scene: a fixed instant, far from today's date.
+const T0: u64 = 1_800_000_000;
 
-/// The HMAC over `t.body`, and `t` no later than the call arrived and at most two seconds
-/// before, by the test's clock `received_at`: a signature made at the call, not reused.
-fn signature_ok(header: Option<&str>, body: &[u8], received_at: u64) -> bool {
-    let Some(header) = header else { return false };
-    let Some((t, v1)) = header.strip_prefix("t=").and_then(|h| h.split_once(",v1=")) else { return false };
+/// Whether the HMAC over `t.body` verifies, and the `t` it claims.
+fn signature(header: Option<&str>, body: &[u8]) -> (bool, Option<u64>) {
+    let Some(header) = header else { return (false, None) };
+    let Some((t, v1)) = header.strip_prefix("t=").and_then(|h| h.split_once(",v1=")) else { return (false, None) };
     let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
     mac.update(format!("{t}.").as_bytes());
     mac.update(body);
     let expected: String = mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
-    let fresh = t.parse::<u64>().is_ok_and(|t| t <= received_at && received_at - t <= 2);
-    expected == v1 && fresh
+    (expected == v1, t.parse().ok())
 }
 
 /// A stand-in Django: records each call, answers by path; `t.held` waits at `gate`.
@@ -55,14 +57,20 @@ async fn backend(log: Log, gate: Gate) -> Upstream {
     upstream(move |req: Request<hyper::body::Incoming>| {
         let (log, gate) = (log.clone(), gate.clone());
         async move {
-            let received_at = unix_now();
             let path = req.uri().path().to_string();
             let header = |name: &str| req.headers().get(name).map(|v| v.to_str().unwrap().to_string());
             let (cookie, host, sig) = (header("cookie"), header("host"), header("x-switchyard-signature"));
             let bytes = req.into_body().collect().await.unwrap().to_bytes();
             let body: Value = serde_json::from_slice(&bytes).unwrap();
-            let signature_ok = signature_ok(sig.as_deref(), &bytes, received_at);
-            log.lock().unwrap().push(Seen { path: path.clone(), body: body.clone(), cookie, host, signature_ok });
+            let (signature_ok, signed_at) = signature(sig.as_deref(), &bytes);
+            log.lock().unwrap().push(Seen {
+                path: path.clone(),
+                body: body.clone(),
+                cookie,
+                host,
+                signature_ok,
+                signed_at,
+            });
             if path == "/cmd/t.held/" {
                 gate.pass().await;
             }
@@ -105,8 +113,14 @@ async fn answer(path: &str, body: &Value) -> Response<switchyard::body::Body> {
     }
 }
 
-/// Switchyard whose `t.*` commands and hooks go to `backend_url`; `extra` is appended.
-async fn switchyard_for(backend_url: &str, extra: &str, dir: &std::path::Path) -> switchyard::server::Running {
+/// Switchyard whose `t.*` commands and hooks go to `backend_url`, reading the time from
+/// `clock`; `extra` is appended.
+async fn switchyard_for(
+    backend_url: &str,
+    extra: &str,
+    dir: &std::path::Path,
+    clock: Clock,
+) -> switchyard::server::Running {
     std::fs::write(dir.join("secret"), SECRET).unwrap();
     let config = format!(
         r#"{base}
@@ -125,12 +139,14 @@ url = "{backend_url}/cmd/{{command}}/"
         base = minimal_config("http://127.0.0.1:9", ""),
         dir = dir.display(),
     );
-    start_switchyard(&config).await
+    switchyard::server::start_with_clock(config_in(dir, &config), clock).await.expect("switchyard starts")
 }
 
 struct Scene {
     log: Log,
     gate: Gate,
+    /// Switchyard's clock, at [`T0`] until the test moves it.
+    clock: Clock,
     _backend: Upstream,
     sy: switchyard::server::Running,
     _dir: tempfile::TempDir,
@@ -141,8 +157,9 @@ async fn scene(extra: &str) -> Scene {
     let gate = Gate::default();
     let backend = backend(log.clone(), gate.clone()).await;
     let dir = tempfile::tempdir().unwrap();
-    let sy = switchyard_for(&backend.url, extra, dir.path()).await;
-    Scene { log, gate, _backend: backend, sy, _dir: dir }
+    let clock = Clock::at_unix_secs(T0 as f64);
+    let sy = switchyard_for(&backend.url, extra, dir.path(), clock.clone()).await;
+    Scene { log, gate, clock, _backend: backend, sy, _dir: dir }
 }
 
 impl Scene {
@@ -188,8 +205,30 @@ async fn backend_call_is_signed_and_carries_the_documented_body() {
     assert_eq!(body["user"], Value::Null);
     let seen = s.calls("/cmd/t.body/").pop().unwrap();
     assert!(seen.signature_ok, "signature did not verify");
+    assert_eq!(seen.signed_at, Some(T0), "signed at another time than Switchyard's clock said");
     assert_eq!(seen.cookie.as_deref(), Some("a=1; b=2"));
     assert_eq!(seen.host, Some(addr.to_string()));
+}
+
+/// Django refuses a signature more than 300 s from its own clock, so each call must carry
+/// the time it is sent, not the time the socket opened or the last call was signed.
+#[tokio::test]
+async fn each_call_is_signed_at_the_time_it_is_made() {
+    let s = scene("").await;
+    let (mut client, _) = s.socket("/ws/").await;
+    let at = |secs: u64| std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    s.clock.set(at(T0 + 1000));
+    command(&mut client, json!({"id": 1, "t.body": {}})).await;
+    s.clock.set(at(T0 + 1001));
+    command(&mut client, json!({"id": 2, "t.body": {}})).await;
+    s.clock.set(at(T0 + 2000));
+    client.close(None).await.unwrap();
+    closed(&mut client).await;
+    let log = s.stop().await;
+    let signed = |path: &str| calls(&log, path).iter().map(|c| (c.signature_ok, c.signed_at)).collect::<Vec<_>>();
+    assert_eq!(signed("/hooks/connect/"), [(true, Some(T0))]);
+    assert_eq!(signed("/cmd/t.body/"), [(true, Some(T0 + 1000)), (true, Some(T0 + 1001))]);
+    assert_eq!(signed("/hooks/disconnect/"), [(true, Some(T0 + 2000))]);
 }
 
 #[tokio::test]
@@ -269,7 +308,7 @@ async fn slow_backend_is_backend_timeout() {
 async fn unreachable_backend_is_backend_unavailable() {
     let dir = tempfile::tempdir().unwrap();
     let down = Refusing::new();
-    let sy = switchyard_for(&down.url(), "", dir.path()).await;
+    let sy = switchyard_for(&down.url(), "", dir.path(), Clock::system()).await;
     let mut client = connect(sy.plain_addrs[0], "/plain/").await;
     welcome(&mut client).await;
     let reply = command(&mut client, json!({"id": 1, "t.body": null})).await;
@@ -323,6 +362,7 @@ async fn hooks_carry_seq_and_disconnect_is_reported_exactly_once() {
     assert_eq!(disconnects[0].body["connection"]["id"], id);
     assert_eq!((connects[0].body["seq"].as_u64(), disconnects[0].body["seq"].as_u64()), (Some(1), Some(2)));
     assert!(disconnects[0].signature_ok);
+    assert_eq!(disconnects[0].signed_at, Some(T0));
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@ mod support;
 
 use futures_util::SinkExt;
 use serde_json::json;
-use support::browser::{json, Browser};
+use support::browser::Browser;
 use support::ws::*;
 use support::*;
 
@@ -83,20 +83,10 @@ auth = "authenticated"
     }
 }
 
-/// Django's record of connection `id`'s hook calls, read from gunicorn directly (so it
-/// works after Switchyard stopped): `(kind, seq)` oldest first.
+/// Django's record of connection `id`'s hook calls: `(kind, seq)` oldest first.
 async fn hook_calls(django: &django::DjangoSite, id: &str) -> Vec<(String, u64)> {
-    let request = http::Request::get(format!("{}/ws/hooks/log/?connection={id}", django.http))
-        .header("host", "127.0.0.1")
-        .body(bytes_body(""))
-        .unwrap();
-    let log = json(client().request(request).await.unwrap()).await;
-    log["calls"]
-        .as_array()
-        .expect("a hook log")
-        .iter()
-        .map(|c| (c["kind"].as_str().unwrap().to_owned(), c["seq"].as_u64().unwrap()))
-        .collect()
+    let calls = django.hook_log(id).await;
+    calls.iter().map(|c| (c["kind"].as_str().unwrap().to_owned(), c["seq"].as_u64().unwrap())).collect()
 }
 
 fn connection_id(welcome: &serde_json::Value) -> String {

@@ -3,6 +3,10 @@
 //! by `scripts/session-fixtures`), with and without compression, under several keys and
 //! salts. Switchyard must load every one, refuse it under another salt or key, apply
 //! `max_age` as Django does, and (uncompressed) sign the same text to the same bytes.
+//! `verdicts` are Django's own answers from `signing.loads`, with `time.time()` set by the
+//! fixture, on hostile values (a valid HMAC over a bad timestamp or payload, tampered
+//! signatures), on good ones at the edges of `max_age`, and under rotated keys: Switchyard
+//! must give the same answer at the same instant.
 
 mod support;
 
@@ -16,6 +20,30 @@ struct Vectors {
     django: String,
     timestamp: i64,
     vectors: Vec<Vector>,
+    verdicts: Vec<Verdict>,
+}
+
+/// What Django's `signing.loads(signed, key, salt, max_age, fallback_keys)` said at `now`.
+#[derive(Deserialize)]
+struct Verdict {
+    case: String,
+    key: String,
+    fallbacks: Vec<String>,
+    salt: String,
+    signed: String,
+    max_age: Option<f64>,
+    now: f64,
+    django: DjangoSays,
+}
+
+#[derive(Deserialize, Debug)]
+#[serde(rename_all = "lowercase")]
+enum DjangoSays {
+    /// The value, as Python's JSON text.
+    Ok(String),
+    /// `SignatureExpired`, `BadSignature`, or the class of whatever else it raised (which
+    /// SessionBase.decode turns into an empty session).
+    Error(String),
 }
 
 #[derive(Deserialize)]
@@ -151,4 +179,64 @@ fn compressed_dumps_compresses_when_django_does_and_loads_back() {
         let back = plain(&signer(v).loads(&ours, None, ts).map_err(|e| e.to_string())?);
         (back == v.value).then_some(()).ok_or_else(|| format!("loaded back {back}"))
     });
+}
+
+/// Ours in Django's terms: the value, `SignatureExpired`, `BadSignature`, or (for what
+/// Django raises something else on, a malformed value behind a valid HMAC) `other`.
+fn our_verdict(v: &Verdict) -> Result<PyValue, &'static str> {
+    let fallbacks: Vec<Secret> = v.fallbacks.iter().cloned().map(Secret::new).collect();
+    let signer = Signer::new(&v.salt, &Secret::new(v.key.clone()), &fallbacks);
+    signer.loads(&v.signed, v.max_age, v.now).map_err(|e| match e {
+        SigningError::Expired { .. } => "SignatureExpired",
+        SigningError::BadSignature | SigningError::NoSeparator => "BadSignature",
+        SigningError::Malformed(_) => "other",
+    })
+}
+
+#[test]
+fn every_verdict_django_gave_at_its_instant_is_ours() {
+    let mut failures = Vec::new();
+    let mut total = 0;
+    for version in VERSIONS {
+        let doc = load(version);
+        for v in &doc.verdicts {
+            total += 1;
+            let ours = our_verdict(v);
+            let agree = match (&v.django, &ours) {
+                (DjangoSays::Ok(text), Ok(value)) => {
+                    switchyard::django::pyjson::parse_latin1(text.as_bytes()).as_ref() == Ok(value)
+                }
+                (DjangoSays::Error(class), Err(ours)) if class == "SignatureExpired" || class == "BadSignature" => {
+                    class == ours
+                }
+                (DjangoSays::Error(_), Err(ours)) => *ours == "other",
+                _ => false,
+            };
+            if !agree {
+                failures.push(format!(
+                    "[Django {}] {} (max_age {:?}, now ts{:+}): Django {:?}, ours {ours:?}",
+                    doc.django,
+                    v.case,
+                    v.max_age,
+                    v.now - doc.timestamp as f64,
+                    v.django
+                ));
+            }
+        }
+    }
+    assert!(total >= 3 * 300, "only {total} verdicts: are the fixtures complete?");
+    assert!(failures.is_empty(), "{} of {total} verdicts differ:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn the_verdicts_cover_every_outcome() {
+    let doc = load("django6");
+    let outcome = |v: &Verdict| match &v.django {
+        DjangoSays::Ok(_) => "ok".to_owned(),
+        DjangoSays::Error(c) if c == "SignatureExpired" || c == "BadSignature" => c.clone(),
+        DjangoSays::Error(_) => "other".to_owned(),
+    };
+    for want in ["ok", "SignatureExpired", "BadSignature", "other"] {
+        assert!(doc.verdicts.iter().any(|v| outcome(v) == want), "no verdict is {want}");
+    }
 }

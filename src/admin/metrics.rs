@@ -136,10 +136,33 @@ impl Collector for Exporter {
             counter(&mut encoder, "session_cache_misses", "Session lookups that went to the store", misses)?;
         }
         let health = self.hub.broker().health();
-        let mut broker =
-            encoder.encode_descriptor("broker_up", "1 when the broker carries events", None, MetricType::Gauge)?;
-        ConstGauge::new(i64::from(health.ok))
-            .encode(broker.encode_family(&[("kind", health.kind), ("state", health.state.as_str())])?)?;
+        {
+            let mut broker =
+                encoder.encode_descriptor("broker_up", "1 when the broker carries events", None, MetricType::Gauge)?;
+            ConstGauge::new(i64::from(health.ok))
+                .encode(broker.encode_family(&[("kind", health.kind), ("state", health.state.as_str())])?)?;
+        }
+        let lag = ConstGauge::new(health.lag_seconds);
+        lag.encode(encoder.encode_descriptor(
+            "broker_lag_seconds",
+            "Seconds from the latest event's commit to its delivery here; while cut off, how long",
+            None,
+            lag.metric_type(),
+        )?)?;
+        let rate = ConstGauge::new(health.events_per_second);
+        rate.encode(encoder.encode_descriptor(
+            "broker_events_per_second",
+            "Events this node applied per second, over the last few seconds",
+            None,
+            rate.metric_type(),
+        )?)?;
+        counter(&mut encoder, "broker_events", "Events, pushes and revocations this node applied", health.events)?;
+        counter(
+            &mut encoder,
+            "broker_reconnects",
+            "Times the broker lost its store and connected again",
+            health.reconnects,
+        )?;
         Ok(())
     }
 }

@@ -28,8 +28,9 @@
 //! that one channel, also when it has no subscribers yet (its current offset and epoch, the
 //! position a page hands to the browser for `since`); 404 when no rule covers it.
 //!
-//! `GET /healthz` — 200 `{"ok": true, "broker": {"kind", "state", "ok"}}`, 503 with the same
-//! body when the broker is not ok. `GET /metrics` — Prometheus text (prometheus-client).
+//! `GET /healthz` — 200 `{"ok": true, "broker": {"kind", "state", "ok", "lag_seconds",
+//! "events_per_second", …}}`, 503 with the same body when the broker is not ok.
+//! `GET /metrics` — Prometheus text (prometheus-client).
 //!
 //! Errors: 400 `bad_request` (malformed JSON or item), 401 `unauthorized` (no or wrong
 //! key), 404 `not_found`, 405 `method_not_allowed`, 413 `too_large`, 503 `unavailable`

@@ -2,8 +2,10 @@
 //! only (so a restart is a new epoch for every channel, and [`Broker::replay`] has nothing
 //! beyond what the hub keeps). Every item of a batch is applied before `send` resolves.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use super::rate::EventRate;
 use super::{BoxFuture, Broker, BrokerError, Health, Message, Position, Publication, Receipt, Target};
 use crate::hub::HubRef;
 
@@ -11,12 +13,14 @@ use crate::hub::HubRef;
 #[derive(Debug)]
 pub struct LocalBroker {
     hub: HubRef,
+    rate: EventRate,
+    applied: AtomicU64,
 }
 
 impl LocalBroker {
     /// A broker delivering to `hub`.
     pub fn new(hub: HubRef) -> Self {
-        Self { hub }
+        Self { hub, rate: EventRate::default(), applied: AtomicU64::new(0) }
     }
 
     fn apply(&self, message: Message) -> Result<Receipt, BrokerError> {
@@ -40,7 +44,10 @@ impl LocalBroker {
 
 impl Broker for LocalBroker {
     fn send(&self, batch: Vec<Message>) -> BoxFuture<'_, Result<Vec<Receipt>, BrokerError>> {
+        let n = batch.len() as u64;
         let receipts = batch.into_iter().map(|m| self.apply(m)).collect();
+        self.rate.record(n);
+        self.applied.fetch_add(n, Ordering::Relaxed);
         Box::pin(std::future::ready(receipts))
     }
 
@@ -59,6 +66,15 @@ impl Broker for LocalBroker {
     }
 
     fn health(&self) -> Health {
-        Health { kind: "local", state: "ok".into(), ok: true }
+        Health {
+            kind: "local",
+            state: "ok".into(),
+            ok: true,
+            lag_seconds: 0.0,
+            events_per_second: self.rate.per_second(),
+            events: self.applied.load(Ordering::Relaxed),
+            reconnects: 0,
+            error: None,
+        }
     }
 }

@@ -40,6 +40,8 @@
 //! at shutdown.
 
 pub mod local;
+pub mod postgres;
+pub mod rate;
 
 use std::fmt;
 use std::future::Future;
@@ -141,14 +143,26 @@ pub enum BrokerError {
 }
 
 /// The broker's state for `/healthz` and `/metrics`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Health {
     /// The kind, as in `[broker] kind`.
     pub kind: &'static str,
-    /// "ok", or what it is doing instead ("reconnecting", "catching up").
+    /// "ok" (local), or for postgres "listening", "catching up", "connecting", "reconnecting".
     pub state: String,
-    /// True when events flow.
+    /// True when events flow (listening or catching up).
     pub ok: bool,
+    /// Seconds from an event's commit to its delivery on this node, for the latest event;
+    /// while cut off from the store, how long it has been. 0 for `local`.
+    pub lag_seconds: f64,
+    /// Events this node applied per second, over the last [`rate::WINDOW`] seconds.
+    pub events_per_second: f64,
+    /// Events (and pushes, revocations) this node applied since it started.
+    pub events: u64,
+    /// Times the broker lost its store and connected again.
+    pub reconnects: u64,
+    /// Why the broker is not ok, when it is not (never a secret).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// The broker interface; see the module doc for the contract.
@@ -187,8 +201,18 @@ pub fn fresh_epoch() -> Epoch {
 
 /// The broker `[broker]` asks for, delivering to `hub`.
 pub fn build(config: &crate::config::BrokerConfig, hub: crate::hub::HubRef) -> Arc<dyn Broker> {
-    match config.kind {
-        crate::config::BrokerKind::Local => Arc::new(local::LocalBroker::new(hub)),
+    match (config.kind, &config.database) {
+        (crate::config::BrokerKind::Postgres, Some(url)) => {
+            match postgres::PostgresBroker::new(url, config, hub.clone()) {
+                Ok(broker) => Arc::new(broker),
+                // config::check parsed the URL already; this cannot happen, but a broker must exist.
+                Err(e) => {
+                    tracing::error!(error = %e, "the outbox database URL is unusable; events stay on this node");
+                    Arc::new(local::LocalBroker::new(hub))
+                }
+            }
+        }
+        _ => Arc::new(local::LocalBroker::new(hub)),
     }
 }
 

@@ -11,6 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use serde_json::Value;
 
 use super::signature;
+use crate::clock::Clock;
 use crate::config::{BackendsConfig, Secret};
 use crate::protocol::{CommandError, ErrorCode};
 
@@ -73,6 +74,8 @@ pub struct CallHeaders<'a> {
 pub struct Backend {
     client: Client<HttpConnector, Full<Bytes>>,
     secret: Secret,
+    /// What each call is signed at (the system clock except in tests).
+    clock: Clock,
     max_reply: usize,
     /// The timeout when a command sets none.
     pub default_timeout: Duration,
@@ -81,8 +84,9 @@ pub struct Backend {
 }
 
 impl Backend {
-    /// Builds the client from `[backends]`; None when no secret is configured (no calls).
-    pub fn new(config: &BackendsConfig) -> Option<Self> {
+    /// Builds the client from `[backends]`, signing each call at `clock`'s time when it is
+    /// made; None when no secret is configured (no calls).
+    pub fn new(config: &BackendsConfig, clock: Clock) -> Option<Self> {
         let secret = config.secret.clone()?;
         let mut http = HttpConnector::new();
         http.set_nodelay(true);
@@ -95,6 +99,7 @@ impl Backend {
         Some(Self {
             client,
             secret,
+            clock,
             max_reply: config.max_reply_size,
             default_timeout: config.timeout,
             forward_cookie: config.forward_cookie,
@@ -135,7 +140,7 @@ impl Backend {
     fn request(&self, url: &str, body: Bytes, headers: &CallHeaders<'_>) -> Result<Request<Full<Bytes>>, BackendError> {
         let mut request = Request::post(url)
             .header(header::CONTENT_TYPE, "application/json")
-            .header(signature::HEADER, signature::sign(&self.secret, signature::now(), &body));
+            .header(signature::HEADER, signature::sign(&self.secret, self.clock.unix_secs(), &body));
         if let Some(host) = headers.host {
             request = request.header(header::HOST, host);
         }

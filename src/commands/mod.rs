@@ -17,6 +17,7 @@ use serde_json::{json, Value};
 pub use self::authorize::Authorizer;
 use self::backend::{Backend, CallHeaders};
 use self::builtin::Builtin;
+use crate::clock::Clock;
 use crate::config::{is_command_name, CommandConfig, CommandPattern, Config, RouteConfig};
 use crate::django::User;
 use crate::hub::{CommandKind, ConnId, Hub};
@@ -92,11 +93,11 @@ pub struct Commands {
 impl Commands {
     /// Builds the dispatcher; patterns are tried most specific first (exact, then the
     /// longest prefix), so their order in the file does not matter.
-    pub fn new(config: &Config, hub: Hub) -> Self {
+    pub fn new(config: &Config, hub: Hub, clock: Clock) -> Self {
         let mut table: Vec<(CommandPattern, CommandConfig)> =
             config.commands.iter().map(|(p, c)| (p.clone(), c.clone())).collect();
         table.sort_by_key(|(p, _)| (p.0.ends_with('*'), std::cmp::Reverse(p.0.len())));
-        let backend = Backend::new(&config.backends);
+        let backend = Backend::new(&config.backends, clock);
         Self {
             table: Arc::new(table),
             authorizer: Authorizer::new(backend.clone()),

@@ -25,11 +25,6 @@ pub fn sign(secret: &Secret, unix: u64, body: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&value).expect("ASCII digits and letters")
 }
 
-/// Seconds since the epoch, now.
-pub fn now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,6 +8,7 @@ use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::check::{Check, MIN_TIMER};
+use super::env::{Env, Secret};
 use super::units::{ByteSize, ConfigDuration};
 use super::{BackendUrl, ConfigError};
 
@@ -107,9 +108,17 @@ pub(super) struct HistorySection {
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct BrokerSection {
-    /// "local": in this process only (one node). Default: "local".
-    #[serde(default)]
-    pub kind: BrokerKind,
+    /// "local": in this process only (one node). "postgres": every event is a row in an
+    /// outbox table of a PostgreSQL database that every node LISTENs to (docs/outbox.md), so
+    /// several nodes behind a load balancer deliver the same events with the same offsets.
+    /// Default: "postgres" when `[django] database` (or `database` here) is PostgreSQL, else "local".
+    pub kind: Option<BrokerKind>,
+    /// The PostgreSQL database holding the outbox (kind = "postgres"): "postgres://user@host/dbname".
+    /// Default: `[django] database`.
+    #[serde(serialize_with = "super::django::mask_url")]
+    pub database: Option<String>,
+    /// Environment variable holding that URL (when it carries a password), instead of `database`.
+    pub database_env: Option<String>,
 }
 
 /// The validated `[broker]` section, what `broker::build` receives.
@@ -117,7 +126,17 @@ pub(super) struct BrokerSection {
 pub struct BrokerConfig {
     /// Which broker carries events.
     pub kind: BrokerKind,
+    /// The outbox's PostgreSQL URL (kind = postgres; it may hold a password: never printed).
+    pub database: Option<Secret>,
+    /// How long outbox rows are kept: the longest `history.ttl` of any `[[channels]]` rule,
+    /// and at least [`MIN_OUTBOX_RETENTION`].
+    pub retention: Duration,
 }
+
+/// Outbox rows are kept at least this long whatever the channels' TTLs, so a node that lost
+/// its database connection for a few minutes still finds every push and revocation it
+/// missed when it catches up.
+pub const MIN_OUTBOX_RETENTION: Duration = Duration::from_secs(300);
 
 /// Which broker carries events.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -126,6 +145,18 @@ pub enum BrokerKind {
     /// In-process: one node, offsets assigned here, history in memory.
     #[default]
     Local,
+    /// PostgreSQL: a transactional outbox table and LISTEN/NOTIFY, for several nodes.
+    Postgres,
+}
+
+impl BrokerKind {
+    /// The name used in config, health and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Postgres => "postgres",
+        }
+    }
 }
 
 /// Who may subscribe or publish.
@@ -242,8 +273,53 @@ impl ChannelSection {
 }
 
 impl BrokerSection {
-    pub(super) fn validate(&self) -> BrokerConfig {
-        BrokerConfig { kind: self.kind }
+    /// `django_database` is `[django]`'s PostgreSQL URL, if it has one; `channels` decide
+    /// how long outbox rows are kept. Fills in the kind it chose, for the effective config.
+    pub(super) fn validate(
+        &mut self,
+        check: &Check,
+        env: &dyn Env,
+        django_database: Option<&str>,
+        channels: &[ChannelConfig],
+    ) -> Result<BrokerConfig, ConfigError> {
+        let own = match (&self.database, &self.database_env) {
+            (Some(_), Some(_)) => {
+                return Err(check.reject("broker.database_env", "write database or database_env, not both"))
+            }
+            (Some(url), None) => Some(url.clone()),
+            (None, Some(var)) => Some(env.var(var).filter(|v| !v.is_empty()).ok_or_else(|| {
+                check.reject("broker.database_env", format!("environment variable `{var}` is not set"))
+            })?),
+            (None, None) => None,
+        };
+        if let Some(url) = &own {
+            let key = if self.database.is_some() { "broker.database" } else { "broker.database_env" };
+            if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+                return Err(check.reject(key, "the outbox lives in PostgreSQL: write \"postgres://user@host/dbname\""));
+            }
+            url.parse::<tokio_postgres::Config>()
+                .map_err(|e| check.reject(key, format!("not a PostgreSQL URL: {e}")))?;
+        }
+        let database = own.or_else(|| django_database.map(str::to_owned));
+        let kind = self.kind.unwrap_or(if database.is_some() { BrokerKind::Postgres } else { BrokerKind::Local });
+        self.kind = Some(kind);
+        let database = match kind {
+            BrokerKind::Local if self.database.is_some() || self.database_env.is_some() => {
+                return Err(
+                    check.reject("broker.database", "a database is for kind = \"postgres\": remove it or set kind")
+                )
+            }
+            BrokerKind::Local => None,
+            BrokerKind::Postgres => Some(Secret::new(database.ok_or_else(|| {
+                check.reject(
+                    "broker.kind",
+                    "the postgres broker needs a database: add database = \"postgres://user@host/dbname\" to [broker] \
+                     (or use a PostgreSQL [django] database)",
+                )
+            })?)),
+        };
+        let longest = channels.iter().map(|c| c.history_ttl).max().unwrap_or(DEFAULT_HISTORY_TTL);
+        Ok(BrokerConfig { kind, database, retention: longest.max(MIN_OUTBOX_RETENTION) })
     }
 }
 

@@ -179,7 +179,7 @@ fn default_query_timeout() -> ConfigDuration {
 }
 
 /// Prints a database URL with its password replaced.
-fn mask_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn mask_url<S: Serializer>(url: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match url {
         None => s.serialize_none(),
         Some(u) => s.serialize_str(&masked_url(u)),

@@ -39,6 +39,7 @@ pub use self::bridge::{
 pub use self::buffering::BufferingConfig;
 pub use self::channels::{
     is_channel_name, BrokerConfig, BrokerKind, ChannelConfig, ChannelPattern, Permission, SlowReader,
+    MIN_OUTBOX_RETENTION,
 };
 pub use self::check::{MAX_DURATION, MIN_TIMER};
 pub use self::commands::{is_command_name, BackendKind, BackendUrl, BackendsConfig, CommandConfig, CommandPattern};
@@ -181,7 +182,7 @@ impl ConfigFile {
     }
 
     /// Each section into its typed config, then the rules that span sections.
-    fn validate(self, check: &Check, env: &dyn Env) -> Result<Config, ConfigError> {
+    fn validate(mut self, check: &Check, env: &dyn Env) -> Result<Config, ConfigError> {
         let server = self.server.validate(check)?;
         let routes = (self.routes.iter().enumerate())
             .map(|(i, route)| route.validate(check, &format!("routes[{i}]")))
@@ -204,6 +205,12 @@ impl ConfigFile {
                 "calls to Django are signed: add secret_env = \"SWITCHYARD_BACKEND_SECRET\" (or secret_file) to [backends]",
             ));
         }
+        let django = self.django.as_ref().map(|d| d.validate(check, env)).transpose()?;
+        let django_pg = django.as_ref().and_then(|d| match &d.database {
+            Database::Postgres(url) => Some(url.as_str()),
+            Database::Sqlite(_) => None,
+        });
+        let broker = self.broker.validate(check, env, django_pg, &channels)?;
         Ok(Config {
             server,
             upstream: self.upstream.validate(check)?,
@@ -213,9 +220,9 @@ impl ConfigFile {
             routes,
             commands,
             backends,
-            django: self.django.as_ref().map(|d| d.validate(check, env)).transpose()?,
+            django,
             channels,
-            broker: self.broker.validate(),
+            broker,
             admin: self.admin.as_ref().map(|a| a.validate(check, env)).transpose()?,
             effective: self,
         })

@@ -387,3 +387,49 @@ fn a_backend_permission_without_authorize_is_refused_at_its_line() {
     let err = parse_str(&text).unwrap_err().to_string();
     assert!(err.contains("not a channel pattern"), "{err}");
 }
+
+/// `[django]` on `database`, its SECRET_KEY from `K`, with `extra` after it.
+fn with_django(database: &str, extra: &str) -> Result<Config, ConfigError> {
+    let env: HashMap<&str, &str> = [("K", "django-secret"), ("OUTBOX", "postgres://sy@db/outbox")].into();
+    let text = format!("{MINIMAL}[django]\nsecret_key_env = \"K\"\ndatabase = \"{database}\"\n{extra}");
+    parse(&text, "switchyard.toml", Path::new("/etc/switchyard"), &env)
+}
+
+#[test]
+fn the_broker_is_postgres_by_default_when_django_is_on_postgresql() {
+    let config = with_django("postgres://sy@db/site", "").unwrap();
+    assert_eq!(config.broker.kind, BrokerKind::Postgres);
+    assert_eq!(config.broker.database.as_ref().map(|d| d.expose()), Some("postgres://sy@db/site"));
+    assert!(config.to_toml().contains("[broker]\nkind = \"postgres\"\n"), "{}", config.to_toml());
+    let config = with_django("sqlite:///srv/db.sqlite3", "").unwrap();
+    assert_eq!(config.broker.kind, BrokerKind::Local);
+}
+
+#[test]
+fn the_broker_database_may_name_another_database() {
+    let config = with_django("sqlite:///srv/db.sqlite3", "[broker]\ndatabase_env = \"OUTBOX\"\n").unwrap();
+    assert_eq!(config.broker.kind, BrokerKind::Postgres);
+    assert_eq!(config.broker.database.as_ref().map(|d| d.expose()), Some("postgres://sy@db/outbox"));
+    let config = with_django("postgres://sy@db/site", "[broker]\nkind = \"local\"\n").unwrap();
+    assert!(config.broker.database.is_none(), "local needs no database");
+}
+
+#[test]
+fn a_postgres_broker_without_a_postgresql_database_is_refused() {
+    let err = with_django("sqlite:///srv/db.sqlite3", "[broker]\nkind = \"postgres\"\n").unwrap_err().to_string();
+    assert!(err.contains("broker.kind") && err.contains("add database = \"postgres://"), "{err}");
+    let err = with_django("sqlite:///srv/db.sqlite3", "[broker]\ndatabase = \"sqlite:///x\"\n").unwrap_err();
+    assert!(
+        err.to_string().contains("switchyard.toml:10:12: broker.database: the outbox lives in PostgreSQL"),
+        "{err}"
+    );
+}
+
+#[test]
+fn outbox_rows_are_kept_for_the_longest_history_ttl_and_at_least_five_minutes() {
+    let channels = "[[channels]]\npattern = \"a\"\nhistory = { size = 1, ttl = \"1h\" }\n[[channels]]\npattern = \"b\"\nhistory = { size = 1, ttl = \"1s\" }\n";
+    let config = with_django("postgres://sy@db/site", channels).unwrap();
+    assert_eq!(config.broker.retention, Duration::from_secs(3600));
+    let short = channels.replace("\"1h\"", "\"2s\"");
+    assert_eq!(with_django("postgres://sy@db/site", &short).unwrap().broker.retention, MIN_OUTBOX_RETENTION);
+}

@@ -17,7 +17,7 @@ use moka::future::Cache;
 use moka::Expiry;
 
 use super::auth::Identity;
-use super::clock::Clock;
+use crate::clock::Clock;
 use crate::config::CacheSettings;
 
 /// One cached answer.

@@ -16,11 +16,10 @@
 //!
 //! Files: `cookies` (the header), `signing` (the envelope), `pyjson` (Python's JSON),
 //! `auth` (get_user and the identity), `store/` (SQLite, PostgreSQL, signed cookies),
-//! `cache` (moka), `clock` (where "now" comes from for every expiry check).
+//! `cache` (moka). "Now" for every expiry check comes from the crate's [`Clock`].
 
 pub mod auth;
 pub mod cache;
-pub mod clock;
 pub mod cookies;
 pub mod pyjson;
 pub mod signing;
@@ -33,9 +32,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+pub use crate::clock::Clock;
 pub use auth::{Anonymous, Identity, User};
 use cache::{Entry, IdentityCache};
-pub use clock::Clock;
 // The bridge's settings are config's types (config depends on no module; modules on it).
 pub use crate::config::{
     BadIdent, BridgeSettings, CacheSettings, Database, Engine, Ident, PkType, StoreErrorPolicy, StoreSettings,

@@ -10,6 +10,8 @@
 mod accept;
 mod access;
 mod idle;
+mod listeners;
+pub mod notify;
 mod tls;
 
 use std::net::SocketAddr;
@@ -29,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::body::Body;
+use crate::clock::Clock;
 use crate::config::Config;
 use crate::django::SessionBridge;
 use crate::downstream::Downstream;
@@ -37,6 +40,8 @@ use crate::proxy::{TempDisk, UpstreamTime};
 use crate::router::Router;
 use crate::ws::{Lifecycle, Websockets};
 
+pub use self::listeners::Inherited;
+use self::listeners::Listeners;
 pub use self::tls::TlsError;
 
 /// How long a connection closed for idleness may take to say goodbye (HTTP/2 GOAWAY)
@@ -61,6 +66,15 @@ pub enum StartError {
     /// The session bridge cannot be built from `[django]`.
     #[error("cannot set up the session bridge: {0}")]
     Bridge(#[from] crate::django::BridgeBuildError),
+    /// A socket handed over by the service manager (`LISTEN_FDS`) is not a TCP listener.
+    #[error("inherited socket #{index} (LISTEN_FDS) is not a listening TCP socket: {source}")]
+    Inherited { index: usize, source: std::io::Error },
+    /// Sockets handed over by the service manager that no listener of the config claims.
+    #[error(
+        "the service manager passed sockets on {0:?} that no listener claims: write each address of the socket \
+         unit as a [server] listen, [server.tls] listen or [admin] listen address"
+    )]
+    Unplaced(Vec<SocketAddr>),
 }
 
 /// A started Switchyard: its bound addresses and the handle to stop it.
@@ -72,10 +86,14 @@ pub struct Running {
     pub tls_addrs: Vec<SocketAddr>,
     /// The bound admin address, when `[admin]` is configured.
     pub admin_addr: Option<SocketAddr>,
+    /// How many listeners serve sockets the service manager handed over.
+    pub inherited: usize,
     graceful: CancellationToken,
     hard: CancellationToken,
     tasks: TaskTracker,
     threads: Vec<std::thread::JoinHandle<()>>,
+    /// The worker threads' runtimes (empty when serving on the caller's runtime).
+    workers: Vec<tokio::runtime::Handle>,
 }
 
 /// How shutdown ended.
@@ -97,8 +115,14 @@ struct Shared {
 /// Binds every listener and serves on the current tokio runtime; returns once all are bound.
 /// Tests use this; the binary uses [`start_workers`].
 pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
-    let plan = Plan::new(config)?;
-    let listeners = Listeners::bind(&plan.config)?;
+    start_with_clock(config, Clock::system()).await
+}
+
+/// [`start`] reading the wall-clock time from `clock`: session expiry and the time backend
+/// calls are signed at. Tests set it to check both against exact instants.
+pub async fn start_with_clock(config: Arc<Config>, clock: Clock) -> Result<Running, StartError> {
+    let plan = Plan::new(config, clock)?;
+    let listeners = Listeners::bind(&plan.config, Inherited::none())?;
     let running = plan.running(&listeners);
     plan.serve(&listeners)?;
     plan.announce(&running);
@@ -108,10 +132,12 @@ pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
 /// Serves with `workers` threads, each running its own single-threaded runtime and its own
 /// upstream pool, so a request never changes thread. Every thread accepts from the same
 /// listeners (the least busy one tends to win each accept); sockets on every thread share
-/// one hub and session bridge. Returns once every thread serves.
-pub fn start_workers(config: Arc<Config>, workers: usize) -> Result<Running, StartError> {
-    let plan = Arc::new(Plan::new(config)?);
-    let listeners = Arc::new(Listeners::bind(&plan.config)?);
+/// one hub and session bridge. Listeners whose address is among the `inherited` sockets
+/// (systemd socket activation) serve those; the others are bound. Returns once every
+/// thread serves.
+pub fn start_workers(config: Arc<Config>, workers: usize, inherited: Inherited) -> Result<Running, StartError> {
+    let plan = Arc::new(Plan::new(config, Clock::system())?);
+    let listeners = Arc::new(Listeners::bind(&plan.config, inherited)?);
     let mut running = plan.running(&listeners);
     for i in 0..workers.max(1) {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -122,7 +148,7 @@ pub fn start_workers(config: Arc<Config>, workers: usize) -> Result<Running, Sta
                 Err(source) => return drop(ready_tx.send(Err(StartError::Runtime(source)))),
             };
             runtime.block_on(async move {
-                let served = plan.serve(&listeners);
+                let served = plan.serve(&listeners).map(|()| tokio::runtime::Handle::current());
                 let failed = served.is_err();
                 let _ = ready_tx.send(served);
                 if !failed {
@@ -131,40 +157,12 @@ pub fn start_workers(config: Arc<Config>, workers: usize) -> Result<Running, Sta
             });
         });
         running.threads.push(thread.map_err(StartError::Runtime)?);
-        ready_rx.recv().map_err(|_| StartError::Runtime(std::io::Error::other("worker thread died")))??;
+        let handle =
+            ready_rx.recv().map_err(|_| StartError::Runtime(std::io::Error::other("worker thread died")))??;
+        running.workers.push(handle);
     }
     plan.announce(&running);
     Ok(running)
-}
-
-/// The bound listening sockets, shared by every worker.
-struct Listeners {
-    plain: Vec<std::net::TcpListener>,
-    tls: Vec<std::net::TcpListener>,
-    admin: Option<std::net::TcpListener>,
-}
-
-impl Listeners {
-    fn bind(config: &Config) -> Result<Self, StartError> {
-        let tls_addrs = config.server.tls.as_ref().map(|t| t.listen.as_slice()).unwrap_or_default();
-        let admin = config.admin.as_ref().map(|a| bind_all(&[a.listen])).transpose()?.and_then(|mut l| l.pop());
-        Ok(Self { plain: bind_all(&config.server.listen)?, tls: bind_all(tls_addrs)?, admin })
-    }
-
-    fn addrs(list: &[std::net::TcpListener]) -> Vec<SocketAddr> {
-        list.iter().filter_map(|l| l.local_addr().ok()).collect()
-    }
-}
-
-fn bind_all(addrs: &[SocketAddr]) -> Result<Vec<std::net::TcpListener>, StartError> {
-    addrs
-        .iter()
-        .map(|&addr| {
-            let listener = std::net::TcpListener::bind(addr).map_err(|source| StartError::Bind { addr, source })?;
-            listener.set_nonblocking(true).map_err(|source| StartError::Bind { addr, source })?;
-            Ok(listener)
-        })
-        .collect()
 }
 
 /// What every worker needs to serve: config, TLS, and the parts sockets share.
@@ -176,6 +174,7 @@ struct Plan {
     lifecycle: Lifecycle,
     /// The temp-file budget for buffered bodies, one for every worker.
     disk: TempDisk,
+    clock: Clock,
     hard: CancellationToken,
     /// Set by the first worker to serve: node-wide tasks (hub upkeep, the broker's own
     /// work) run once, on that worker's runtime.
@@ -183,14 +182,14 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(config: Arc<Config>) -> Result<Self, StartError> {
+    fn new(config: Arc<Config>, clock: Clock) -> Result<Self, StartError> {
         let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
-        let bridge = config.django.clone().map(SessionBridge::new).transpose()?;
+        let bridge = config.django.clone().map(|s| SessionBridge::with_clock(s, clock.clone())).transpose()?;
         let hub = Hub::from_config(&config, bridge.clone());
         let lifecycle = Lifecycle { graceful: CancellationToken::new(), tasks: TaskTracker::new() };
         let disk = TempDisk::new(config.buffering.temp_dir.clone(), config.buffering.max_temp_disk);
         let node_tasks = std::sync::atomic::AtomicBool::new(false);
-        Ok(Self { config, acceptor, hub, bridge, lifecycle, disk, hard: CancellationToken::new(), node_tasks })
+        Ok(Self { config, acceptor, hub, bridge, lifecycle, disk, clock, hard: CancellationToken::new(), node_tasks })
     }
 
     fn running(&self, listeners: &Listeners) -> Running {
@@ -198,10 +197,12 @@ impl Plan {
             plain_addrs: Listeners::addrs(&listeners.plain),
             tls_addrs: Listeners::addrs(&listeners.tls),
             admin_addr: listeners.admin.as_ref().and_then(|l| l.local_addr().ok()),
+            inherited: listeners.inherited,
             graceful: self.lifecycle.graceful.clone(),
             hard: self.hard.clone(),
             tasks: self.lifecycle.tasks.clone(),
             threads: Vec::new(),
+            workers: Vec::new(),
         }
     }
 
@@ -211,7 +212,13 @@ impl Plan {
         if !self.node_tasks.swap(true, std::sync::atomic::Ordering::AcqRel) {
             self.spawn_node_tasks(listeners)?;
         }
-        let websockets = Websockets::new(&self.config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone());
+        let websockets = Websockets::new(
+            &self.config,
+            self.bridge.clone(),
+            self.hub.clone(),
+            self.lifecycle.clone(),
+            self.clock.clone(),
+        );
         let tls_port = Listeners::addrs(&listeners.tls).first().map(SocketAddr::port);
         let router = Router::new(&self.config, websockets, tls_port, self.disk.clone());
         let shared = Arc::new(Shared { router, http: http_builder(&self.config), config: self.config.clone() });
@@ -258,7 +265,8 @@ impl Plan {
         let (plain, tls, upstream) = (&running.plain_addrs, &running.tls_addrs, &self.config.upstream.url);
         let workers = running.threads.len().max(1);
         let admin = running.admin_addr;
-        tracing::info!(?plain, ?tls, ?admin, %upstream, workers, "listening");
+        let inherited = running.inherited;
+        tracing::info!(?plain, ?tls, ?admin, %upstream, workers, inherited, "listening");
     }
 
     fn spawn_accept(&self, listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
@@ -306,6 +314,14 @@ fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
 // === impl Running ===
 
 impl Running {
+    /// True when every worker's runtime runs a task within `patience` (the systemd
+    /// watchdog's proof of life: a worker stuck in a loop or a blocking call fails it).
+    pub async fn responsive(&self, patience: Duration) -> bool {
+        let probes = self.workers.iter().map(|worker| worker.spawn(async {}));
+        let answered = futures_util::future::join_all(probes);
+        matches!(tokio::time::timeout(patience, answered).await, Ok(results) if results.iter().all(Result::is_ok))
+    }
+
     /// Stops accepting, lets in-flight requests finish within `grace`, then cuts the rest.
     pub async fn shutdown(self, grace: Duration) -> Shutdown {
         self.graceful.cancel();

@@ -20,6 +20,7 @@ use tokio_util::task::TaskTracker;
 pub use self::close::CloseReason;
 use self::handshake::HandshakeError;
 use crate::body::Body;
+use crate::clock::Clock;
 use crate::commands::{Caller, Commands};
 use crate::config::{Config, RouteConfig};
 use crate::django::{Identity, SessionBridge};
@@ -59,9 +60,9 @@ impl std::fmt::Debug for Websockets {
 
 impl Websockets {
     /// Builds the shared parts; `bridge` is None when no `[django]` section exists (everyone
-    /// is anonymous then).
-    pub fn new(config: &Config, bridge: Option<SessionBridge>, hub: Hub, lifecycle: Lifecycle) -> Self {
-        let commands = Commands::new(config, hub.clone());
+    /// is anonymous then); backend calls are signed at `clock`'s time.
+    pub fn new(config: &Config, bridge: Option<SessionBridge>, hub: Hub, lifecycle: Lifecycle, clock: Clock) -> Self {
+        let commands = Commands::new(config, hub.clone(), clock);
         let shared = Shared { config: config.websocket.clone(), hub, commands, bridge, lifecycle };
         Self { inner: Arc::new(shared) }
     }

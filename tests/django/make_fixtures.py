@@ -29,7 +29,10 @@ of its own instead of disturbing the one every other test reads.
 
 DIR/signing.json holds independent vectors for the signing envelope: values signed by
 this Django's own signing.dumps, with and without compression, under several keys and
-salts, at a fixed timestamp.
+salts, at a fixed timestamp; and "verdicts", what this Django's signing.loads says with
+time.time() set to a chosen instant about hostile values (a valid HMAC over a bad
+timestamp or payload, tampered signatures), good ones at the edges of max_age, and keys
+rotated into fallback_keys.
 """
 
 import argparse
@@ -41,6 +44,7 @@ import os
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 from unittest import mock
 
@@ -305,9 +309,94 @@ def signing_vectors(path):
                             "json": json.dumps(value, separators=(",", ":")),
                             "signed": signed,
                         })
-    doc = {"django": django.get_version(), "timestamp": SIGNING_TIME, "vectors": vectors}
+    doc = {"django": django.get_version(), "timestamp": SIGNING_TIME, "vectors": vectors, "verdicts": signing_verdicts()}
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=True))
     print(f"{path}: {len(vectors)} vectors", file=sys.stderr)
+
+
+# Django's verdict, at a time the fixture sets, on values a hostile client or a clock
+# could produce: (case, what signing.loads was given as the signed value).
+def hostile_values(key, salt):
+    from django.core import signing
+
+    def with_valid_hmac(inner):
+        # Signer.sign is TimestampSigner's own last step: the HMAC is right, so whatever
+        # loads says comes from the timestamp or the payload, not the signature.
+        return signing.Signer(key=key, salt=salt).sign(inner)
+
+    def b64(data):
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    p = b64(b'{"a":1}')
+    ts = signing.b62_encode(SIGNING_TIME)
+    good = with_valid_hmac(f"{p}:{ts}")
+    value, sig = good.rsplit(":", 1)
+    yield "good", good
+    yield "no_separator", p
+    yield "empty", ""
+    yield "only_a_colon", ":"
+    yield "signature_cut_short", good[:-1]
+    yield "trailing_space", good + " "
+    yield "signature_upper_case", f"{value}:{sig.upper()}"
+    yield "signature_with_padding", f"{value}:{sig}="
+    yield "signature_from_another_salt", f"{value}:{signing.Signer(key=key, salt=salt + 'x').signature(value)}"
+    yield "no_timestamp", with_valid_hmac(p)
+    yield "empty_timestamp", with_valid_hmac(f"{p}:")
+    yield "timestamp_zero", with_valid_hmac(f"{p}:0")
+    yield "negative_timestamp", with_valid_hmac(f"{p}:-{ts}")
+    yield "timestamp_with_leading_zeros", with_valid_hmac(f"{p}:00{ts}")
+    yield "timestamp_not_base62", with_valid_hmac(f"{p}:{ts[:-1]}!")
+    yield "timestamp_far_in_the_future", with_valid_hmac(f"{p}:zzzzzzz")
+    yield "payload_with_padding", with_valid_hmac(f"{p}==:{ts}")
+    yield "payload_with_a_colon", with_valid_hmac(f"{p[:4]}:{p[4:]}:{ts}")
+    yield "payload_with_foreign_characters", with_valid_hmac(f"{p}!!:{ts}")
+    yield "payload_not_base64_length", with_valid_hmac(f"{p}a:{ts}")
+    yield "payload_not_json", with_valid_hmac(f"{b64(b'hello')}:{ts}")
+    yield "payload_empty", with_valid_hmac(f":{ts}")
+    yield "payload_latin1_bytes", with_valid_hmac(f"{b64(bytes([123, 34, 97, 34, 58, 34, 0xE9, 34, 125]))}:{ts}")
+    yield "compressed_flag_without_zlib", with_valid_hmac(f".{p}:{ts}")
+    yield "compressed_payload", with_valid_hmac(f".{b64(zlib.compress(b'[1,2,3]'))}:{ts}")
+    yield "non_ascii_inner", with_valid_hmac(f"{p}\u00e9:{ts}")
+
+
+def signing_verdicts():
+    """What signing.loads says, with time.time() mocked to each chosen instant, about
+    hostile values and about good ones at the edges of max_age and under rotated keys."""
+    from django.core import signing
+
+    t = float(SIGNING_TIME)
+    # (max_age, now): no limit; exactly at it; half a second and a second past it; a
+    # timestamp ahead of the clock; the session cookie age.
+    clocks = [(None, t + 50), (100, t + 100), (100, t + 100.5), (100, t + 101), (100, t - 5000), (COOKIE_AGE, t + COOKIE_AGE)]
+    out = []
+
+    def verdict(case, key, fallbacks, salt, signed, max_age, now):
+        with mock.patch("django.core.signing.time.time", return_value=now):
+            try:
+                value = signing.loads(signed, key=key, salt=salt, max_age=max_age, fallback_keys=fallbacks)
+                django_says = {"ok": json.dumps(value, separators=(",", ":"))}
+            except signing.SignatureExpired:
+                django_says = {"error": "SignatureExpired"}
+            except signing.BadSignature:
+                django_says = {"error": "BadSignature"}
+            except Exception as e:  # what SessionBase.decode catches: an empty session
+                django_says = {"error": type(e).__name__}
+        out.append({"case": case, "key": key, "fallbacks": fallbacks, "salt": salt, "signed": signed,
+                    "max_age": max_age, "now": now, "django": django_says})
+
+    for key, salt in [(NEW_KEY, "django.contrib.sessions.SessionStore"), ("k", "a salt with spaces:and:colons")]:
+        for case, signed in hostile_values(key, salt):
+            for max_age, now in clocks:
+                verdict(case, key, [], salt, signed, max_age, now)
+    with mock.patch("django.core.signing.time.time", return_value=t):
+        signed = signing.dumps({"a": 1}, key=OLD_KEY, salt="django.contrib.sessions.SessionStore", compress=True)
+    for case, key, fallbacks in [
+        ("signed_with_the_fallback", NEW_KEY, [OLD_KEY]),
+        ("signed_with_the_second_fallback", NEW_KEY, [RETIRED_KEY, OLD_KEY]),
+        ("signed_with_a_retired_key", NEW_KEY, [RETIRED_KEY]),
+    ]:
+        verdict(case, key, fallbacks, "django.contrib.sessions.SessionStore", signed, 100, t + 100)
+    return out
 
 
 class Rollback(Exception):

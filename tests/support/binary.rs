@@ -55,13 +55,16 @@ pub fn spawn_limited(dir: &Path, config: &str, nofile: u32) -> Process {
     start(command)
 }
 
-fn write_config(dir: &Path, config: &str) -> std::path::PathBuf {
+/// Writes `config` (JSON log format is appended) to `dir/switchyard.toml`; returns its path.
+pub fn write_config(dir: &Path, config: &str) -> std::path::PathBuf {
     let path = dir.join("switchyard.toml");
     std::fs::write(&path, format!("{config}\n[log]\nformat = \"json\"\nlevel = \"info\"\n")).unwrap();
     path
 }
 
-fn start(mut command: Command) -> Process {
+/// Starts `command` (a `switchyard run`, perhaps behind a wrapper) with its log captured;
+/// returns once it logs that it listens.
+pub fn start(mut command: Command) -> Process {
     let mut child = command.env_remove("RUST_LOG").stderr(Stdio::piped()).spawn().expect("switchyard binary starts");
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let (tx, rx) = mpsc::channel();

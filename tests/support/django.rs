@@ -14,6 +14,9 @@ use super::repo_root;
 pub const SECRET_KEY: &str = "switchyard-tests-django-secret-key-0123456789abcdef";
 /// The secret Switchyard signs command and hook calls with, in tests.
 pub const BACKEND_SECRET: &str = "switchyard-tests-backend-secret";
+/// A second user beside the demo's own (`demo` / `demo-password`): a superuser Django's
+/// `createsuperuser` makes, for tests that need two people.
+pub const OTHER_USER: (&str, &str) = ("root", "root-password");
 
 /// A gunicorn serving the demo site on a unix socket (pages) and a loopback port (command
 /// views), with its own SQLite file; killed on drop.
@@ -65,6 +68,7 @@ fn manage(venv: &Path, db: &Path, args: &[&str]) {
         .current_dir(demo_dir())
         .env("DEMO_DB", db)
         .env("DJANGO_SECRET_KEY", SECRET_KEY)
+        .env("DJANGO_SUPERUSER_PASSWORD", OTHER_USER.1)
         .stdout(Stdio::null())
         .status()
         .expect("manage.py runs");
@@ -150,6 +154,8 @@ fn migrated_database(venv: &Path) -> PathBuf {
         let making = cache.join(format!("{key}.{}.{:?}.making", std::process::id(), std::thread::current().id()));
         manage(venv, &making, &["migrate", "--noinput"]);
         manage(venv, &making, &["ensure_demo_user"]);
+        let (user, _) = OTHER_USER;
+        manage(venv, &making, &["createsuperuser", "--noinput", "--username", user, "--email", "root@example.com"]);
         std::fs::rename(&making, &ready).unwrap();
     }
     ready
@@ -178,6 +184,18 @@ fn http_port(line: &str) -> Option<u16> {
 }
 
 impl DjangoSite {
+    /// What the demo recorded of connection `id`'s hook and authorize calls, oldest first
+    /// (`{"kind", "connection", "user", "seq", "at"}`), read from gunicorn directly (so it
+    /// works after Switchyard stopped).
+    pub async fn hook_log(&self, id: &str) -> Vec<serde_json::Value> {
+        let request = http::Request::get(format!("{}/ws/hooks/log/?connection={id}", self.http))
+            .header("host", "127.0.0.1")
+            .body(super::bytes_body(""))
+            .unwrap();
+        let log = super::browser::json(super::client().request(request).await.unwrap()).await;
+        log["calls"].as_array().expect("a hook log").clone()
+    }
+
     /// `[django]` and `[backends]` sections that read this site's sessions and sign calls.
     pub fn switchyard_sections(&self) -> String {
         format!(

@@ -22,6 +22,7 @@ pub mod browser;
 pub mod django;
 pub mod gunicorn;
 pub mod logs;
+pub mod pg;
 pub mod session_fixtures;
 pub mod ws;
 

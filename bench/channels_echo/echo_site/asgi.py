@@ -10,10 +10,18 @@ from django.urls import path  # noqa: E402
 django_asgi_app = get_asgi_application()
 
 from .consumers import EchoConsumer  # noqa: E402
+from .fanout import FanoutConsumer  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AuthMiddlewareStack(URLRouter([path("ws/echo/", EchoConsumer.as_asgi())])),
+        "websocket": AuthMiddlewareStack(
+            URLRouter(
+                [
+                    path("ws/echo/", EchoConsumer.as_asgi()),
+                    path("ws/fanout/", FanoutConsumer.as_asgi()),
+                ]
+            )
+        ),
     }
 )

@@ -1,7 +1,9 @@
-"""Settings of the Channels yardstick. Environment (scripts/bench-ws sets both):
+"""Settings of the Channels yardstick. Environment (scripts/bench-ws and bench-hub set them):
 
 DJANGO_SECRET_KEY  the key sessions are signed with (Switchyard gets the same one)
 BENCH_DB           the SQLite file with the users and sessions
+BENCH_LAYER        the channel layer: "memory" (default, one process) or "redis"
+BENCH_REDIS        channels_redis's host for "redis", e.g. unix:///tmp/redis.sock
 """
 
 import os
@@ -31,3 +33,16 @@ DATABASES = {
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 USE_TZ = True
+
+# Capacity: messages waiting per consumer before group_send drops them (default 100).
+if os.environ.get("BENCH_LAYER", "memory") == "redis":
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [os.environ["BENCH_REDIS"]], "capacity": 1000},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {
+        "default": {"BACKEND": "channels.layers.InMemoryChannelLayer", "CONFIG": {"capacity": 1000}}
+    }

@@ -1,3 +1,7 @@
-"""No HTTP pages: the yardstick only answers WebSockets."""
+"""HTTP: only the fan-out benchmark's publish view (scripts/bench-hub)."""
 
-urlpatterns = []
+from django.urls import path
+
+from .fanout import publish
+
+urlpatterns = [path("publish/", publish)]

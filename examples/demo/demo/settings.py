@@ -11,7 +11,7 @@ Environment:
     DJANGO_DEBUG       "1" (default) for debug pages, "0" for production-like errors
     DEMO_DB            path of the SQLite database (default: db.sqlite3 beside manage.py)
     SWITCHYARD_BACKEND_SECRET  the secret Switchyard signs command and hook calls with
-                       (read by switchyard_backend; unset, every such call is refused)
+                       (read by django-switchyard; unset, every such call is refused)
 """
 
 import os
@@ -32,7 +32,7 @@ INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.sessions",
     "site_pages",
-    "switchyard_backend",
+    "django_switchyard",
     "live",
 ]
 

@@ -5,5 +5,5 @@ from django.urls import include, path
 urlpatterns = [
     path("", include("site_pages.urls")),
     path("", include("live.urls")),
-    path("ws/", include("switchyard_backend.urls")),
+    path("ws/", include("django_switchyard.urls")),
 ]

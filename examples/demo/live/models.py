@@ -2,11 +2,13 @@ from django.db import models
 
 
 class HookCall(models.Model):
-    """One call of a connect or disconnect hook, kept so tests can check exactly-once."""
+    """One call of a hook or of the authorize view, kept so tests can check exactly-once
+    (hooks) and that answers are cached (authorize)."""
 
     class Kind(models.TextChoices):
         CONNECT = "connect"
         DISCONNECT = "disconnect"
+        AUTHORIZE = "authorize"
 
     kind = models.CharField(max_length=16, choices=Kind.choices)
     connection = models.CharField(max_length=64, db_index=True)

@@ -11,7 +11,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.test import TestCase, override_settings
 
-from switchyard_backend.testing import call_body, post_signed
+from django_switchyard.testing import call_body, post_signed
 
 from .models import HookCall
 
@@ -146,6 +146,29 @@ class ChatTests(SwitchyardCallTestCase):
                 self.assertEqual(self.command("chat.send", args).status_code, 400)
 
 
+class AuthorizeTests(SwitchyardCallTestCase):
+    def authorize(self, channel):
+        args = {"channel": channel, "action": "subscribe"}
+        return self.command("$authorize", args, connection={"id": "c-1"}).json()
+
+    def test_a_logged_in_user_may_follow_a_project(self):
+        self.login()
+        self.assertEqual(self.authorize("project:alpha"), {"result": {"allow": True}})
+
+    def test_an_anonymous_user_may_not(self):
+        self.assertEqual(self.authorize("project:alpha"), {"result": {"allow": False}})
+
+    def test_project_staff_needs_staff(self):
+        self.login()
+        self.assertEqual(self.authorize("project:staff"), {"result": {"allow": False}})
+        get_user_model().objects.filter(username=USERNAME).update(is_staff=True)
+        self.assertEqual(self.authorize("project:staff"), {"result": {"allow": True}})
+
+    def test_each_call_is_recorded_in_the_log(self):
+        self.authorize("project:alpha")
+        self.assertEqual(list(HookCall.objects.values_list("kind", "connection")), [("authorize", "c-1")])
+
+
 class HookTests(SwitchyardCallTestCase):
     def test_connect_sets_the_initial_state(self):
         response = self.hook("connect", user=self.payload_user, seq=3)
@@ -173,7 +196,7 @@ class HookTests(SwitchyardCallTestCase):
 
     def test_an_unsigned_hook_call_is_refused_and_not_recorded(self):
         body = call_body("$connect", seq=1)
-        with self.assertLogs("switchyard_backend", "WARNING"):
+        with self.assertLogs("django_switchyard", "WARNING"):
             response = post_signed(self.client, "/ws/hooks/connect/", body, "", signature="")
         self.assertEqual(response.status_code, 403)
         self.assertFalse(HookCall.objects.exists())

@@ -1,0 +1,4 @@
+//! libFuzzer entry for `switchyard_fuzz::targets::cookies` (the properties are written there).
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchyard_fuzz::targets::cookies::check(data));
