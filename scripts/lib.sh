@@ -89,6 +89,20 @@ node_websocket_flag() {
     fi
 }
 
+# ensure_npm_packages DIR: install DIR's package-lock.json into DIR/node_modules with
+# `npm ci`, unless the lock file is the one installed last time (a stamp beside it).
+ensure_npm_packages() {
+    local dir=$1 stamp=$1/node_modules/.lock.sha256 want
+    [[ -f $dir/package-lock.json ]] || die "no package-lock.json in $dir"
+    want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+    if [[ -f $stamp && $(<"$stamp") == "$want" ]]; then
+        return 0
+    fi
+    log "npm ci in $dir"
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error)
+    printf '%s\n' "$want" >"$stamp"
+}
+
 # listening_ports PID: the TCP ports process PID listens on, one a line, lowest first;
 # nothing while it listens on none. Read from /proc: PID's socket inodes, matched against
 # the kernel's table of listening sockets (state 0A), IPv4 and IPv6.

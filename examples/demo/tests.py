@@ -54,11 +54,11 @@ class EchoTests(TestCase):
 
 
 class LoginLogoutTests(DemoUserMixin, TestCase):
-    def test_login_sets_the_session_cookie_and_redirects_home(self):
+    def test_login_sets_the_session_cookie_and_redirects_to_the_workspace(self):
         response = self.client.post(
             "/accounts/login/", {"username": USERNAME, "password": PASSWORD}
         )
-        self.assertRedirects(response, "/")
+        self.assertRedirects(response, "/workspace/")
         self.assertIn(settings.SESSION_COOKIE_NAME, response.cookies)
         self.assertEqual(settings.SESSION_COOKIE_NAME, "sessionid")
 

@@ -58,18 +58,11 @@ export async function djangoSite(dir) {
   const child = spawn(python(), [FIXTURE, database], { env, stdio: ["pipe", "pipe", "inherit"] });
   const answers = [];
   const waiting = [];
-  let buffered = "";
-  child.stdout.setEncoding("utf8");
-  child.stdout.on("data", (chunk) => {
-    buffered += chunk;
-    let at;
-    while ((at = buffered.indexOf("\n")) >= 0) {
-      const answer = JSON.parse(buffered.slice(0, at));
-      buffered = buffered.slice(at + 1);
-      const taker = waiting.shift();
-      if (taker) taker(answer);
-      else answers.push(answer);
-    }
+  eachLine(child.stdout, (line) => {
+    const answer = JSON.parse(line);
+    const taker = waiting.shift();
+    if (taker) taker(answer);
+    else answers.push(answer);
   });
   const exited = new Promise((resolve) => child.on("exit", resolve));
   /** Sends one command line; resolves with its answer, rejects with the fixture's error. */
@@ -118,33 +111,7 @@ export async function startSwitchyard(dir, config, site = null) {
   delete env.RUST_LOG;
   const child = spawn(switchyardBin(), ["run", "--config", file], { env, stdio: ["ignore", "ignore", "pipe"] });
   const lines = [];
-  const ready = new Promise((resolve, reject) => {
-    let buffered = "";
-    child.stderr.setEncoding("utf8");
-    child.stderr.on("data", (chunk) => {
-      buffered += chunk;
-      let at;
-      while ((at = buffered.indexOf("\n")) >= 0) {
-        const line = buffered.slice(0, at);
-        buffered = buffered.slice(at + 1);
-        lines.push(line);
-        if (lines.length > 2000) lines.shift();
-        let value;
-        try {
-          value = JSON.parse(line);
-        } catch {
-          continue;
-        }
-        if (value.fields?.message === "listening") resolve(value.fields);
-      }
-    });
-    child.on("exit", (code) => reject(new Error(`switchyard exited (${code}) during start-up:\n${lines.join("\n")}`)));
-    setTimeout(() => reject(new Error(`switchyard not listening within ${PATIENCE} ms`)), PATIENCE).unref();
-  });
-  const fields = await ready;
-  const addr = (text) => String(text).match(/\d+\.\d+\.\d+\.\d+:\d+/)?.[0];
-  const plain = addr(fields.plain);
-  const admin = addr(fields.admin);
+  const { plain, admin } = await waitForLine(child, listeningAt, "switchyard", lines);
   const exited = new Promise((resolve) => child.on("exit", resolve));
   return {
     plain,
@@ -173,6 +140,60 @@ export async function startSwitchyard(dir, config, site = null) {
       await exited;
     },
   };
+}
+
+// --- processes -------------------------------------------------------------------------------
+
+/** Calls `onLine(line)` for each line `stream` (a child's stdout or stderr) writes. */
+export function eachLine(stream, onLine) {
+  let buffered = "";
+  stream.setEncoding("utf8");
+  stream.on("data", (chunk) => {
+    buffered += chunk;
+    let at;
+    while ((at = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, at);
+      buffered = buffered.slice(at + 1);
+      onLine(line);
+    }
+  });
+}
+
+/**
+ * Reads `child`'s stderr until `pick(line)` returns something; resolves with it. Rejects
+ * when the child exits first or after `patience` ms. Every line is kept in `lines`
+ * (bounded) for the failure message.
+ */
+export function waitForLine(child, pick, what, lines, patience = PATIENCE) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} not ready within ${patience} ms:\n${lines.join("\n")}`)), patience);
+    eachLine(child.stderr, (line) => {
+      lines.push(line);
+      if (lines.length > 500) lines.shift();
+      const picked = pick(line);
+      if (picked) {
+        clearTimeout(timer);
+        resolve(picked);
+      }
+    });
+    child.on("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${what} exited (${code}) during start-up:\n${lines.join("\n")}`));
+    });
+  });
+}
+
+/** `{plain, admin}` ("host:port") from Switchyard's JSON "listening" log line; null for other lines. */
+export function listeningAt(line) {
+  let value;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    return null;
+  }
+  if (value?.fields?.message !== "listening") return null;
+  const addr = (text) => String(text).match(/\d+\.\d+\.\d+\.\d+:\d+/)?.[0];
+  return { plain: addr(value.fields.plain), admin: addr(value.fields.admin) };
 }
 
 // --- sockets ---------------------------------------------------------------------------------

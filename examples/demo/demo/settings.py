@@ -28,12 +28,16 @@ DEBUG = os.environ.get("DJANGO_DEBUG", "1") == "1"
 ALLOWED_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
 
 INSTALLED_APPS = [
+    "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
     "site_pages",
     "django_switchyard",
     "live",
+    "workspace",
 ]
 
 MIDDLEWARE = [
@@ -42,6 +46,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
@@ -57,6 +62,7 @@ TEMPLATES = [
             "context_processors": [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
             ],
         },
     },
@@ -76,7 +82,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 SESSION_ENGINE = "django.contrib.sessions.backends.db"
 
 LOGIN_URL = "login"
-LOGIN_REDIRECT_URL = "home"
+LOGIN_REDIRECT_URL = "workspace"
 LOGOUT_REDIRECT_URL = "home"
 
 # Switchyard is the only thing in front of gunicorn and always sets these two headers
@@ -97,3 +103,14 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = False
 USE_TZ = True
+
+# The admin's CSS and JS, served by Django itself while DEBUG is on (demo/urls.py).
+STATIC_URL = "static/"
+
+# The workspace's channels besides model:workspace.Task (its ModelEvents class declares
+# that one): chat rooms with presence, and each user's notifications, both kept for ten
+# minutes so a page that was reconnecting gets what it missed.
+SWITCHYARD_CHANNELS = [
+    {"pattern": "room:*", "subscribe": "authenticated", "presence": True, "history": {"size": 200, "ttl": "10m"}},
+    {"pattern": "user:{user_id}", "subscribe": "authenticated", "history": {"size": 50, "ttl": "10m"}},
+]

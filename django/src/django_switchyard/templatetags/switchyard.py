@@ -7,9 +7,10 @@
                                              `django_switchyard.position(channel)`
 
 Both write `<script>` elements only: a JSON one the client reads (never executed) and
-the client itself, loaded with `defer`. Under a plain `runserver` without Switchyard the
-client's URL answers 404 and the page works as before; with `SWITCHYARD_CLIENT_URL = ""`
-the tag writes nothing at all.
+the client itself, an ES module (`type="module"`: deferred, and run once however many
+of the page's scripts import it; a classic script finds it on `window.Switchyard`).
+Under a plain `runserver` without Switchyard the client's URL answers 404 and the page
+works as before; with `SWITCHYARD_CLIENT_URL = ""` the tag writes nothing at all.
 """
 
 from __future__ import annotations
@@ -39,12 +40,12 @@ def _json(value: Any) -> SafeString:
 @register.simple_tag
 def switchyard_client(url: str = DEFAULT_SOCKET_URL) -> str:
     """The client's settings (`<script type="application/json" id="switchyard-config">`) and
-    `<script src=... defer>`; nothing when `SWITCHYARD_CLIENT_URL` is empty."""
+    `<script type="module" src=...>`; nothing when `SWITCHYARD_CLIENT_URL` is empty."""
     src = conf.get().client_url
     if not src:
         return ""
     return format_html(
-        '<script type="application/json" id="switchyard-config">{}</script>\n<script src="{}" defer></script>',
+        '<script type="application/json" id="switchyard-config">{}</script>\n<script type="module" src="{}"></script>',
         _json({"url": str(url)}),
         src,
     )
