@@ -360,7 +360,7 @@ mod tests {
     /// an ulp off, so the argument written back was not the number the client sent.
     #[test]
     fn arguments_keep_the_correctly_rounded_number_when_written_back() {
-        let text = r#"{"id": 3, "ping": 1, "pi``````````````````````````````````````ng": 555555555555555555555555555555555555555552}"#;
+        let text = r#"{"id": 3, "ping": 1, "pong": 555555555555555555555555555555555555555552}"#;
         let frame = parse(text).unwrap();
         let arg = &frame.commands[1].1;
         assert_eq!(arg.as_f64(), Some("555555555555555555555555555555555555555552".parse::<f64>().unwrap()));

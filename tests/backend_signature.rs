@@ -1,5 +1,5 @@
 //! `X-Switchyard-Signature` against an independent verifier: the Django side's own
-//! `switchyard_backend.signing.verify` (examples/demo, run in the test venv) judges the
+//! `django_switchyard.signing.verify` (the Django app, run in the test venv) judges the
 //! header and body Switchyard really sent, with Switchyard's clock and the verifier's both
 //! set by the test. A call is accepted up to 300 s from the verifier's clock either way,
 //! refused a second past that, and under a secret that is not the one it was signed with.
@@ -62,7 +62,7 @@ async fn a_signed_call() -> Call {
 fn django_verdicts(header: &str, body: &[u8], checks: &[(f64, Vec<&str>)]) -> Vec<String> {
     let script = r#"
 import json, sys
-from switchyard_backend import conf, signing
+from django_switchyard import conf, signing
 doc = json.load(sys.stdin)
 body = bytes.fromhex(doc["body_hex"])
 out = []
