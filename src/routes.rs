@@ -18,8 +18,9 @@ pub struct Routes {
 pub enum Decision {
     /// Terminate the WebSocket here under this route.
     Upgrade(Arc<RouteConfig>),
-    /// Plain HTTP: forward to Django.
-    Forward,
+    /// Plain HTTP: forward to Django, buffered or streamed as the route says (`None`: no
+    /// route has a say).
+    Forward { buffering: Option<bool> },
     /// An upgrade where no route matches (404).
     NoRoute,
     /// An upgrade on a `websocket = "deny"` route (403).
@@ -57,7 +58,7 @@ impl Routes {
             (Some(route), true) => Decision::Upgrade(route.clone()),
             (None, true) => self.fallback.clone().map_or(Decision::NoRoute, Decision::Upgrade),
             (Some(route), false) if route.websocket == WebsocketMode::Require => Decision::WebsocketOnly,
-            (_, false) => Decision::Forward,
+            (route, false) => Decision::Forward { buffering: route.and_then(|r| r.buffering) },
         }
     }
 }

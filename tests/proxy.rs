@@ -79,11 +79,12 @@ async fn path_query_method_and_body_reach_the_upstream() {
 }
 
 #[tokio::test]
-async fn chunked_request_body_streams_to_the_upstream() {
+async fn chunked_request_body_reaches_the_upstream_with_its_length() {
     let up = upstream(|req: Request<hyper::body::Incoming>| async move {
         let chunked = req.headers().get("transfer-encoding").is_some_and(|v| v == "chunked");
+        let declared = req.headers().get("content-length").map(|v| v.to_str().unwrap().to_string());
         let len = req.into_body().collect().await.unwrap().to_bytes().len();
-        Response::new(bytes_body(format!("chunked={chunked} len={len}")))
+        Response::new(bytes_body(format!("chunked={chunked} declared={declared:?} len={len}")))
     })
     .await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
@@ -97,7 +98,7 @@ async fn chunked_request_body_streams_to_the_upstream() {
     });
     let response = client().request(request).await.unwrap();
     sending.await.unwrap();
-    assert_eq!(read_body(response).await, "chunked=true len=10000");
+    assert_eq!(read_body(response).await, "chunked=false declared=Some(\"10000\") len=10000");
 }
 
 #[tokio::test]

@@ -11,6 +11,7 @@
 
 mod admin;
 mod bridge;
+mod buffering;
 mod channels;
 mod check;
 mod commands;
@@ -35,6 +36,7 @@ pub use self::bridge::{
     DEFAULT_CACHE_TTL, DEFAULT_POOL_SIZE, DEFAULT_QUERY_TIMEOUT, DEFAULT_SESSION_COOKIE_AGE,
     DEFAULT_SESSION_COOKIE_NAME, DEFAULT_SESSION_STORE_CLASS, DEFAULT_SESSION_TABLE, DEFAULT_USER_TABLE,
 };
+pub use self::buffering::BufferingConfig;
 pub use self::channels::{
     is_channel_name, BrokerConfig, BrokerKind, ChannelConfig, ChannelPattern, Permission, SlowReader,
 };
@@ -56,6 +58,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// The Django server plain HTTP goes to.
     pub upstream: UpstreamConfig,
+    /// How bodies are held between a browser and Django.
+    pub buffering: BufferingConfig,
     /// Logging.
     pub log: LogConfig,
     /// Rules every WebSocket shares.
@@ -86,6 +90,9 @@ struct ConfigFile {
     server: server::ServerSection,
     /// The Django server plain HTTP goes to (`[upstream]`).
     upstream: upstream::UpstreamSection,
+    /// How bodies are held between a browser and Django (`[buffering]`).
+    #[serde(default)]
+    buffering: buffering::BufferingSection,
     /// Logging (`[log]`).
     #[serde(default)]
     log: log::LogSection,
@@ -162,7 +169,7 @@ impl Config {
 
 // The options a reload cannot put in force: listeners are bound (or handed over) once, the
 // worker threads started once, and the session bridge, broker, admin listener, resume
-// tokens and log format are built once at start.
+// tokens, temp-file budget and log format are built once at start.
 impl Config {
     /// The names of the options that differ between `self` (in force) and `new` but only
     /// take effect at a restart; empty when a reload applies all of `new`.
@@ -176,6 +183,8 @@ impl Config {
             ("[server] listen", self.server.listen == new.server.listen),
             ("[server.tls] listen", tls_listen(self) == tls_listen(new)),
             ("[server] workers", self.server.workers == new.server.workers),
+            ("[buffering] temp_dir", self.buffering.temp_dir == new.buffering.temp_dir),
+            ("[buffering] max_temp_disk", self.buffering.max_temp_disk == new.buffering.max_temp_disk),
             ("[log] format", self.log.format == new.log.format),
             ("[websocket] resume_ttl", self.websocket.resume_ttl == new.websocket.resume_ttl),
             ("[django]", same(&old.django, &new_file.django)),
@@ -189,6 +198,7 @@ impl Config {
 impl ConfigFile {
     fn anchor_paths(&mut self, base: &Path) {
         self.server.anchor_paths(base);
+        self.buffering.anchor_paths(base);
         self.backends.anchor_paths(base);
         if let Some(django) = &mut self.django {
             django.anchor_paths(base);
@@ -225,6 +235,7 @@ impl ConfigFile {
         Ok(Config {
             server,
             upstream: self.upstream.validate(check)?,
+            buffering: self.buffering.validate(check)?,
             log: self.log.validate(check)?,
             websocket: self.websocket.validate(check)?,
             routes,

@@ -16,6 +16,16 @@ use super::ConfigError;
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 /// A browser sends its request head at once; 30 s only lets slow-loris clients hold sockets.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// nginx's client_body_timeout: a pause this long in an upload means the browser is gone.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(60);
+/// A TLS handshake is a few round trips; 10 s is generous even on a bad mobile link.
+pub const DEFAULT_TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// nginx's keepalive_timeout: long enough for a page's follow-up requests.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(75);
+/// Often enough that load balancers and NATs keep an idle HTTP/2 connection's mapping.
+pub const DEFAULT_HTTP2_PING_INTERVAL: Duration = Duration::from_secs(30);
+/// hyper's default: a peer that does not answer a ping for this long is gone.
+pub const DEFAULT_HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// Worker threads are runtimes with their own pools; more than this is a typo.
 pub const MAX_WORKERS: usize = 1024;
@@ -35,6 +45,16 @@ pub struct ServerConfig {
     pub shutdown_grace: Duration,
     /// How long a downstream may take to send a request head.
     pub header_read_timeout: Duration,
+    /// How long a downstream may pause between two reads of a request body.
+    pub body_read_timeout: Duration,
+    /// How long a TLS handshake may take.
+    pub tls_handshake_timeout: Duration,
+    /// How long a connection with no request in flight stays open.
+    pub idle_timeout: Duration,
+    /// How often an HTTP/2 connection is pinged.
+    pub http2_ping_interval: Duration,
+    /// How long an HTTP/2 ping may go unanswered.
+    pub http2_ping_timeout: Duration,
     /// Worker threads to run (0 in the file is resolved to one per core).
     pub workers: usize,
 }
@@ -72,9 +92,32 @@ pub(super) struct ServerSection {
     /// Default: "30s".
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: ConfigDuration,
-    /// How long a downstream may take to send a request head. Default: "30s".
+    /// How long a downstream may take to send a request head; also how long a new
+    /// connection may take to send its first one (protocol detection, an HTTP/2 preface,
+    /// a TLS connection after its handshake). Default: "30s".
     #[serde(default = "default_header_read_timeout")]
     pub header_read_timeout: ConfigDuration,
+    /// How long a downstream may pause between two reads of a request body before the
+    /// request fails with 408 (nginx's client_body_timeout). Default: "60s".
+    #[serde(default = "default_body_read_timeout")]
+    pub body_read_timeout: ConfigDuration,
+    /// How long a TLS handshake may take before the connection is closed. Default: "10s".
+    #[serde(default = "default_tls_handshake_timeout")]
+    pub tls_handshake_timeout: ConfigDuration,
+    /// How long an HTTP/1.1 keep-alive or HTTP/2 connection with no request in flight
+    /// stays open (nginx's keepalive_timeout). An idle HTTP/1.1 connection also ends at
+    /// `header_read_timeout`, which counts the wait for its next request head.
+    /// Default: "75s".
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout: ConfigDuration,
+    /// How often an HTTP/2 connection is pinged, so a peer that vanished is noticed.
+    /// Default: "30s".
+    #[serde(default = "default_http2_ping_interval")]
+    pub http2_ping_interval: ConfigDuration,
+    /// How long an HTTP/2 ping may go unanswered before the connection is closed.
+    /// Default: "20s".
+    #[serde(default = "default_http2_ping_timeout")]
+    pub http2_ping_timeout: ConfigDuration,
     /// Worker threads, each with its own listeners and upstream pool; 0 means one per CPU
     /// core, at most 1024. Default: 0.
     #[serde(default)]
@@ -103,6 +146,26 @@ fn default_shutdown_grace() -> ConfigDuration {
 
 fn default_header_read_timeout() -> ConfigDuration {
     ConfigDuration(DEFAULT_HEADER_READ_TIMEOUT)
+}
+
+fn default_body_read_timeout() -> ConfigDuration {
+    ConfigDuration(DEFAULT_BODY_READ_TIMEOUT)
+}
+
+fn default_tls_handshake_timeout() -> ConfigDuration {
+    ConfigDuration(DEFAULT_TLS_HANDSHAKE_TIMEOUT)
+}
+
+fn default_idle_timeout() -> ConfigDuration {
+    ConfigDuration(DEFAULT_IDLE_TIMEOUT)
+}
+
+fn default_http2_ping_interval() -> ConfigDuration {
+    ConfigDuration(DEFAULT_HTTP2_PING_INTERVAL)
+}
+
+fn default_http2_ping_timeout() -> ConfigDuration {
+    ConfigDuration(DEFAULT_HTTP2_PING_TIMEOUT)
 }
 
 impl ServerSection {
@@ -143,6 +206,15 @@ impl ServerSection {
             redirect_to_https: self.redirect_to_https,
             shutdown_grace: check.duration("server.shutdown_grace", self.shutdown_grace, Duration::ZERO)?,
             header_read_timeout: check.duration("server.header_read_timeout", self.header_read_timeout, MIN_TIMER)?,
+            body_read_timeout: check.duration("server.body_read_timeout", self.body_read_timeout, MIN_TIMER)?,
+            tls_handshake_timeout: check.duration(
+                "server.tls_handshake_timeout",
+                self.tls_handshake_timeout,
+                MIN_TIMER,
+            )?,
+            idle_timeout: check.duration("server.idle_timeout", self.idle_timeout, MIN_TIMER)?,
+            http2_ping_interval: check.duration("server.http2_ping_interval", self.http2_ping_interval, MIN_TIMER)?,
+            http2_ping_timeout: check.duration("server.http2_ping_timeout", self.http2_ping_timeout, MIN_TIMER)?,
             workers,
         })
     }

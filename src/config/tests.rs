@@ -106,6 +106,11 @@ trusted_proxies = []
 redirect_to_https = false
 shutdown_grace = "30s"
 header_read_timeout = "30s"
+body_read_timeout = "1m"
+tls_handshake_timeout = "10s"
+idle_timeout = "75s"
+http2_ping_interval = "30s"
+http2_ping_timeout = "20s"
 workers = 0
 
 [upstream]
@@ -115,6 +120,14 @@ response_timeout = "1m"
 pool_idle_timeout = "30s"
 pool_max_idle = 64
 max_request_body = "100MiB"
+
+[buffering]
+requests = true
+responses = true
+request_memory = "16KiB"
+response_memory = "64KiB"
+max_response_temp_file = "1GiB"
+max_temp_disk = "1GiB"
 
 [log]
 level = "info"

@@ -49,8 +49,10 @@ pub(super) struct UpstreamSection {
     /// Default: "5s".
     #[serde(default = "default_connect_timeout")]
     pub connect_timeout: ConfigDuration,
-    /// How long the upstream may take to send its response head, connecting included,
-    /// before the request fails with 504. Default: "60s".
+    /// How long the upstream may take to send its response head, counted from when the
+    /// request (body included) has been sent, before the request fails with 504; and, while
+    /// a response is buffered, how long it may pause between two writes before the
+    /// response is cut (nginx's proxy_read_timeout). Default: "60s".
     #[serde(default = "default_response_timeout")]
     pub response_timeout: ConfigDuration,
     /// How long an idle keep-alive connection to the upstream is kept. Default: "30s".

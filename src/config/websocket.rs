@@ -97,6 +97,9 @@ pub struct RouteConfig {
     pub on_connect: Option<BackendUrl>,
     /// Hook called once when a socket closes.
     pub on_disconnect: Option<BackendUrl>,
+    /// Plain HTTP on this path is buffered (`Some(true)`), streamed (`Some(false)`), or as
+    /// `[buffering]` says (`None`).
+    pub buffering: Option<bool>,
 }
 
 /// The `[websocket]` section as written: rules every socket shares.
@@ -186,6 +189,10 @@ pub(super) struct RouteSection {
     pub on_connect: Option<BackendUrl>,
     /// Django URL called once when a socket closes, shutdown included. Default: none.
     pub on_disconnect: Option<BackendUrl>,
+    /// Plain HTTP on this path (`websocket = "accept"` or `"deny"`): false streams request
+    /// and response bodies between the browser and Django instead of buffering them (for
+    /// long uploads Django reads as they come, or event streams). Default: `[buffering]`.
+    pub buffering: Option<bool>,
 }
 
 /// How a path treats WebSocket upgrades and plain HTTP.
@@ -340,6 +347,7 @@ impl RouteSection {
             subprotocols: self.subprotocols.clone(),
             on_connect: self.on_connect.clone(),
             on_disconnect: self.on_disconnect.clone(),
+            buffering: self.buffering,
         })
     }
 }
@@ -363,6 +371,7 @@ impl RouteConfig {
             subprotocols: Vec::new(),
             on_connect: None,
             on_disconnect: None,
+            buffering: None,
         }
     }
 }

@@ -1,13 +1,19 @@
 //! Header rules between downstream and upstream (RFC 9110 §7.6.1 hop-by-hop fields).
 //!
-//! Requests: hop-by-hop fields go, client-sent `X-Switchyard-*` go, several `Cookie` fields
-//! become one joined with "; " (as Django 6 does), `Host` is kept (or taken from an HTTP/2
-//! `:authority`), and `X-Forwarded-*` are believed only from a trusted proxy.
-//! Responses: hop-by-hop fields go; everything else passes unchanged.
+//! Requests: hop-by-hop fields go (those `Connection` names too, except `Host`), client-sent
+//! `X-Switchyard-*` go, header names with an underscore go (a WSGI server maps
+//! `X_Switchyard_User` onto the same variable as `X-Switchyard-User`; nginx drops them
+//! too), several `Cookie` fields become one joined with "; " (as Django 6 does), and
+//! `X-Forwarded-For/-Proto/-Host` are set from the request's [`Forwarding`] facts. From an
+//! untrusted peer every other forwarding claim (`Forwarded`, `X-Real-IP`,
+//! `X-Forwarded-Port`, `-Ssl`, `-Scheme`, `X-Client-IP`) goes. Request trailers never reach
+//! the upstream (see `request_body`).
+//! Responses: hop-by-hop fields go, and a `Content-Length` sent beside `Transfer-Encoding`
+//! goes with it (RFC 9112 §6.3: the chunked framing wins).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::downstream::Downstream;
+use crate::downstream::{Forwarding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the old Keep-Alive
 /// and Proxy-Connection that browsers still send, and the proxy credentials meant for us).
@@ -22,17 +28,22 @@ const HOP_BY_HOP: [HeaderName; 7] = [
     header::TRANSFER_ENCODING,
 ];
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
-const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
-const FORWARDED: HeaderName = HeaderName::from_static("forwarded");
+/// Forwarding claims believed only from a trusted proxy, and otherwise dropped.
+const UNTRUSTED_CLAIMS: [HeaderName; 6] = [
+    HeaderName::from_static("forwarded"),
+    HeaderName::from_static("x-real-ip"),
+    HeaderName::from_static("x-forwarded-port"),
+    HeaderName::from_static("x-forwarded-ssl"),
+    HeaderName::from_static("x-forwarded-scheme"),
+    HeaderName::from_static("x-client-ip"),
+];
 
 /// Prefix of the headers only Switchyard may send to Django.
 const SWITCHYARD_PREFIX: &str = "x-switchyard-";
 
-/// Rewrites downstream request headers for the upstream; `authority` is the request URI's
-/// authority (HTTP/2 carries the host there instead of in `Host`).
-pub fn prepare_request(headers: &mut HeaderMap, downstream: &Downstream, authority: Option<&str>) {
+/// Rewrites downstream request headers for the upstream; `trusted` is whether the peer is
+/// a trusted proxy, `forwarding` what the request's browser is.
+pub fn prepare_request(headers: &mut HeaderMap, trusted: bool, forwarding: &Forwarding) {
     let wants_trailers = accepts_trailers(headers);
     remove_hop_by_hop(headers);
     if wants_trailers {
@@ -41,14 +52,19 @@ pub fn prepare_request(headers: &mut HeaderMap, downstream: &Downstream, authori
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
     headers.remove(header::UPGRADE);
-    strip_switchyard_headers(headers);
+    strip_spoofable(headers);
     merge_cookies(headers);
-    if !headers.contains_key(header::HOST) {
-        if let Some(value) = authority.and_then(|a| HeaderValue::from_str(a).ok()) {
-            headers.insert(header::HOST, value);
+    if !trusted {
+        for name in &UNTRUSTED_CLAIMS {
+            headers.remove(name);
         }
     }
-    set_forwarded(headers, downstream);
+    headers.insert(X_FORWARDED_FOR, forwarding.forwarded_for.clone());
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(forwarding.scheme));
+    match &forwarding.forwarded_host {
+        Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
+        None => headers.remove(X_FORWARDED_HOST),
+    };
 }
 
 fn accepts_trailers(headers: &HeaderMap) -> bool {
@@ -61,10 +77,16 @@ fn accepts_trailers(headers: &HeaderMap) -> bool {
 
 /// Removes hop-by-hop headers from an upstream response before it goes downstream.
 pub fn prepare_response(headers: &mut HeaderMap) {
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        // Both framings: the body was read as chunked, so the length is a lie (a smuggling
+        // vector if it travelled on).
+        headers.remove(header::CONTENT_LENGTH);
+    }
     remove_hop_by_hop(headers);
 }
 
-/// Removes the fixed hop-by-hop set and every field named in `Connection`.
+/// Removes the fixed hop-by-hop set and every field named in `Connection` (but never
+/// `Host`: a request without one means something else).
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -72,16 +94,21 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
+        .filter(|name| name != header::HOST)
         .collect();
     for name in named.iter().chain(HOP_BY_HOP.iter()) {
         headers.remove(name);
     }
 }
 
-/// Identity and signatures toward Django come only from Switchyard.
-pub fn strip_switchyard_headers(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> =
-        headers.keys().filter(|k| k.as_str().starts_with(SWITCHYARD_PREFIX)).cloned().collect();
+/// Identity and signatures toward Django come only from Switchyard: client `X-Switchyard-*`
+/// go, and so does every name with an underscore (WSGI would read it as a dash).
+pub fn strip_spoofable(headers: &mut HeaderMap) {
+    let spoofed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with(SWITCHYARD_PREFIX) || k.as_str().contains('_'))
+        .cloned()
+        .collect();
     for name in spoofed {
         headers.remove(name);
     }
@@ -104,52 +131,6 @@ pub fn merge_cookies(headers: &mut HeaderMap) {
     }
     if let Ok(value) = HeaderValue::from_bytes(&joined) {
         headers.insert(header::COOKIE, value);
-    }
-}
-
-/// Sets `X-Forwarded-For/-Proto/-Host`, believing what a trusted proxy sent and replacing
-/// what anyone else sent.
-fn set_forwarded(headers: &mut HeaderMap, downstream: &Downstream) {
-    let peer = downstream.peer.ip().to_canonical().to_string();
-    let prior_for = downstream.trusted.then(|| joined_values(headers, &X_FORWARDED_FOR)).flatten();
-    let forwarded_for = match prior_for {
-        Some(prior) => format!("{prior}, {peer}"),
-        None => peer,
-    };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert(X_FORWARDED_FOR, value);
-    }
-    if !downstream.trusted || !headers.contains_key(&X_FORWARDED_PROTO) {
-        headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(downstream.scheme()));
-    }
-    if !downstream.trusted || !headers.contains_key(&X_FORWARDED_HOST) {
-        match headers.get(header::HOST).cloned() {
-            Some(host) => headers.insert(X_FORWARDED_HOST, host),
-            None => headers.remove(X_FORWARDED_HOST),
-        };
-    }
-    if !downstream.trusted {
-        headers.remove(FORWARDED);
-    }
-}
-
-fn joined_values(headers: &HeaderMap, name: &HeaderName) -> Option<String> {
-    let parts: Vec<&str> = headers.get_all(name).iter().filter_map(|v| v.to_str().ok()).collect();
-    (!parts.is_empty()).then(|| parts.join(", "))
-}
-
-/// The scheme the browser used: a trusted proxy's `X-Forwarded-Proto`, else the listener's.
-pub fn effective_scheme<'a>(headers: &'a HeaderMap, downstream: &Downstream) -> &'a str {
-    let claimed = downstream
-        .trusted
-        .then(|| headers.get(&X_FORWARDED_PROTO).and_then(|v| v.to_str().ok()))
-        .flatten()
-        .and_then(|v| v.split(',').next())
-        .map(str::trim);
-    match claimed {
-        Some("https") => "https",
-        Some("http") => "http",
-        _ => downstream.scheme(),
     }
 }
 

@@ -7,7 +7,9 @@
 //! begins. [`Running::shutdown`] stops accepting, asks every connection (WebSockets too) to
 //! finish, and cuts what is left when the grace period runs out.
 
+mod accept;
 mod access;
+mod idle;
 mod listeners;
 pub mod notify;
 mod reload;
@@ -34,7 +36,7 @@ use crate::config::Config;
 use crate::django::SessionBridge;
 use crate::downstream::Downstream;
 use crate::hub::Hub;
-use crate::proxy::UpstreamTime;
+use crate::proxy::{TempDisk, UpstreamTime};
 use crate::router::Router;
 use crate::ws::{Lifecycle, Websockets};
 
@@ -43,9 +45,9 @@ use self::listeners::Listeners;
 pub use self::reload::{ReloadError, Reloaded};
 pub use self::tls::TlsError;
 
-/// After an accept error (out of file descriptors), wait this long before accepting again
-/// instead of spinning.
-const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+/// How long a connection closed for idleness may take to say goodbye (HTTP/2 GOAWAY)
+/// before it is dropped.
+const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
 /// How often expired history is forgotten and idle rooms dropped: often enough that memory
 /// follows the TTLs, rarely enough to cost nothing.
 const HUB_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -192,6 +194,8 @@ struct Plan {
     hub: Hub,
     bridge: Option<SessionBridge>,
     lifecycle: Lifecycle,
+    /// The temp-file budget for buffered bodies, one for every worker.
+    disk: TempDisk,
     hard: CancellationToken,
     /// Set by the first worker to serve: node-wide tasks (hub upkeep, the broker's own
     /// work) run once, on that worker's runtime.
@@ -211,9 +215,11 @@ impl Plan {
         let bridge = config.django.clone().map(SessionBridge::new).transpose()?;
         let hub = Hub::from_config(&config, bridge.clone());
         let lifecycle = Lifecycle { graceful: CancellationToken::new(), tasks: TaskTracker::new() };
+        let disk = TempDisk::new(config.buffering.temp_dir.clone(), config.buffering.max_temp_disk);
         let node_tasks = std::sync::atomic::AtomicBool::new(false);
         let config = arc_swap::ArcSwap::new(config);
-        Ok(Self { config, acceptor, tls_port, hub, bridge, lifecycle, hard: CancellationToken::new(), node_tasks })
+        let hard = CancellationToken::new();
+        Ok(Self { config, acceptor, tls_port, hub, bridge, lifecycle, disk, hard, node_tasks })
     }
 
     fn running(self: &Arc<Self>, listeners: &Listeners) -> Running {
@@ -253,7 +259,7 @@ impl Plan {
     /// upstream pool, the HTTP settings, the TLS acceptor.
     fn shared(&self, config: Arc<Config>, tls: Option<TlsAcceptor>) -> Arc<Shared> {
         let websockets = Websockets::new(&config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone());
-        let router = Router::new(&config, websockets, self.tls_port);
+        let router = Router::new(&config, websockets, self.tls_port, self.disk.clone());
         Arc::new(Shared { router, http: http_builder(&config), config, tls })
     }
 
@@ -298,13 +304,20 @@ impl Plan {
         let (graceful, hard, tasks) =
             (self.lifecycle.graceful.clone(), self.hard.clone(), self.lifecycle.tasks.clone());
         self.lifecycle.tasks.spawn(async move {
+            let mut backoff = accept::Backoff::default();
             loop {
                 let (stream, peer) = tokio::select! {
                     accepted = listener.accept() => match accepted {
-                        Ok(pair) => pair,
+                        Ok(pair) => {
+                            backoff.accepted();
+                            pair
+                        }
                         Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                            let pause = backoff.failed(&e);
+                            tokio::select! {
+                                () = tokio::time::sleep(pause) => {}
+                                () = graceful.cancelled() => break,
+                            }
                             continue;
                         }
                     },
@@ -322,8 +335,13 @@ impl Plan {
 
 fn http_builder(config: &Config) -> auto::Builder<TokioExecutor> {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(config.server.header_read_timeout).keep_alive(true);
-    builder.http2().timer(TokioTimer::new());
+    let server = &config.server;
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(server.header_read_timeout).keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(server.http2_ping_interval))
+        .keep_alive_timeout(server.http2_ping_timeout);
     builder
 }
 
@@ -373,7 +391,7 @@ impl Connection {
         let Some(acceptor) = tls else {
             return self.serve(stream, downstream).await;
         };
-        let handshake = tokio::time::timeout(self.shared.config.server.header_read_timeout, acceptor.accept(stream));
+        let handshake = tokio::time::timeout(self.shared.config.server.tls_handshake_timeout, acceptor.accept(stream));
         match handshake.await {
             Ok(Ok(stream)) => self.serve(stream, downstream).await,
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
@@ -386,14 +404,28 @@ impl Connection {
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
         let current = self.current.clone();
+        let activity = idle::Activity::new();
+        let tracked = activity.clone();
         let service = service_fn(move |req| {
-            let shared = current.load_full();
-            async move { Ok::<_, std::convert::Infallible>(shared.respond(req, downstream).await) }
+            let (shared, in_flight) = (current.load_full(), tracked.begin());
+            async move {
+                let response = shared.respond(req, downstream).await;
+                Ok::<_, std::convert::Infallible>(response.map(|body| idle::Held::new(body, in_flight).boxed()))
+            }
         });
         let conn = self.shared.http.serve_connection_with_upgrades(TokioIo::new(stream), service);
         tokio::pin!(conn);
+        let server = &self.shared.config.server;
         let result = tokio::select! {
             result = conn.as_mut() => result,
+            () = activity.quiet(server.header_read_timeout, server.idle_timeout) => {
+                tracing::debug!(peer = %downstream.peer, "closing a quiet connection");
+                conn.as_mut().graceful_shutdown();
+                match tokio::time::timeout(IDLE_CLOSE_GRACE, conn.as_mut()).await {
+                    Ok(result) => result,
+                    Err(_) => return,
+                }
+            }
             () = self.graceful.cancelled() => {
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {

@@ -10,7 +10,8 @@
 //! closed with 1012 so its client reconnects under the new rules.
 //!
 //! What does not change: the listeners, the worker count, the session bridge, the broker,
-//! the admin listener, resume tokens and the log format ([`Config::restart_only_changes`]
+//! the admin listener, resume tokens, the temp-file budget and the log format
+//! ([`Config::restart_only_changes`]
 //! names them, and the caller logs them). The log level is the binary's to apply.
 //! An unusable certificate refuses the whole reload and the old config stays in force.
 

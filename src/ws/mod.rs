@@ -7,7 +7,6 @@ mod connection;
 pub mod handshake;
 mod hooks;
 
-use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use http::{header, HeaderValue, Request, Response};
@@ -24,7 +23,7 @@ use crate::body::Body;
 use crate::commands::{Caller, Commands};
 use crate::config::{Config, RouteConfig};
 use crate::django::{Identity, SessionBridge};
-use crate::downstream::Downstream;
+use crate::downstream::{owned, Forwarding};
 use crate::hub::{Hub, Slot};
 use crate::proxy::headers;
 use crate::routes;
@@ -79,9 +78,9 @@ impl Websockets {
         &self,
         mut req: Request<Incoming>,
         route: Arc<RouteConfig>,
-        downstream: Downstream,
+        forwarding: Forwarding,
     ) -> Response<Body> {
-        let (accepted, caller, slot) = match self.admit(&req, &route, &downstream).await {
+        let (accepted, caller, slot) = match self.admit(&req, &route, forwarding).await {
             Ok(admitted) => admitted,
             Err(e) => return e.respond(),
         };
@@ -110,14 +109,13 @@ impl Websockets {
         &self,
         req: &Request<Incoming>,
         route: &Arc<RouteConfig>,
-        downstream: &Downstream,
+        forwarding: Forwarding,
     ) -> Result<(handshake::Accepted, Arc<Caller>, Slot), HandshakeError> {
         let accepted = handshake::validate(req, route)?;
-        check_origin(req, route, downstream)?;
+        check_origin(req, route, forwarding.scheme)?;
         let cookie = merged_cookie(req);
         let user = self.identify(cookie.as_ref()).await?;
-        let client_ip = client_ip(req, downstream);
-        let slot = self.inner.hub.reserve(user.as_ref().map(|u| u.id.as_str()), client_ip)?;
+        let slot = self.inner.hub.reserve(user.as_ref().map(|u| u.id.as_str()), forwarding.client)?;
         let caller = Caller {
             id: uuid::Uuid::new_v4().to_string().into(),
             route: route.clone(),
@@ -126,8 +124,8 @@ impl Websockets {
             user,
             host: req.headers().get(header::HOST).map(owned),
             cookie,
-            forwarded_for: forwarded_for(req, downstream),
-            scheme: scheme(req, downstream),
+            forwarded_for: Some(forwarding.forwarded_for),
+            scheme: forwarding.scheme,
             state: Mutex::new(serde_json::json!({})),
         };
         Ok((accepted, Arc::new(caller), slot))
@@ -159,24 +157,17 @@ impl Shared {
 
 /// Cross-site WebSocket hijacking defence: a foreign Origin, or cookies without an Origin,
 /// is refused before any upgrade.
-fn check_origin<B>(req: &Request<B>, route: &RouteConfig, downstream: &Downstream) -> Result<(), HandshakeError> {
+fn check_origin<B>(req: &Request<B>, route: &RouteConfig, scheme: &str) -> Result<(), HandshakeError> {
     let Some(origin) = req.headers().get(header::ORIGIN) else {
         return if req.headers().contains_key(header::COOKIE) { Err(HandshakeError::OriginMissing) } else { Ok(()) };
     };
     let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or("");
-    let own = format!("{}://{host}", scheme(req, downstream));
+    let own = format!("{scheme}://{host}");
     let origin = origin.to_str().unwrap_or("");
     if routes::origin_allowed(route, origin, &own) {
         Ok(())
     } else {
         Err(HandshakeError::OriginRejected)
-    }
-}
-
-fn scheme<B>(req: &Request<B>, downstream: &Downstream) -> &'static str {
-    match headers::effective_scheme(req.headers(), downstream) {
-        "https" => "https",
-        _ => "http",
     }
 }
 
@@ -188,29 +179,4 @@ fn merged_cookie<B>(req: &Request<B>) -> Option<HeaderValue> {
     }
     headers::merge_cookies(&mut copy);
     copy.remove(header::COOKIE).as_ref().map(owned)
-}
-
-/// A copy that owns its bytes. hyper's header values are slices of the connection's read
-/// buffer (~16 KiB); a socket that kept one would keep that whole buffer for its life.
-fn owned(value: &HeaderValue) -> HeaderValue {
-    HeaderValue::from_bytes(value.as_bytes()).unwrap_or_else(|_| HeaderValue::from_static(""))
-}
-
-/// The browser's address: the peer, or behind a trusted proxy the last address it appended.
-fn client_ip<B>(req: &Request<B>, downstream: &Downstream) -> IpAddr {
-    let claimed = downstream
-        .trusted
-        .then(|| req.headers().get_all("x-forwarded-for").iter().next_back())
-        .flatten()
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.rsplit(',').next())
-        .and_then(|ip| ip.trim().parse().ok());
-    claimed.unwrap_or_else(|| downstream.peer.ip().to_canonical())
-}
-
-/// `X-Forwarded-For` for backend calls, built by the same rule as for proxied requests.
-fn forwarded_for<B>(req: &Request<B>, downstream: &Downstream) -> Option<HeaderValue> {
-    let mut copy = req.headers().clone();
-    headers::prepare_request(&mut copy, downstream, None);
-    copy.remove("x-forwarded-for")
 }

@@ -43,6 +43,18 @@ pub fn spawn(dir: &Path, config: &str) -> Process {
     start(command)
 }
 
+/// As [`spawn`], with the process allowed at most `nofile` open file descriptors.
+pub fn spawn_limited(dir: &Path, config: &str, nofile: u32) -> Process {
+    let path = write_config(dir, config);
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg(format!("ulimit -n {nofile} && exec \"$0\" run --config \"$1\""))
+        .arg(switchyard_bin())
+        .arg(&path);
+    start(command)
+}
+
 /// Writes `config` (JSON log format is appended) to `dir/switchyard.toml`; returns its path.
 pub fn write_config(dir: &Path, config: &str) -> std::path::PathBuf {
     let path = dir.join("switchyard.toml");
@@ -103,6 +115,15 @@ fn addrs(field: &serde_json::Value) -> Vec<SocketAddr> {
     let text = field.as_str().unwrap_or("[]");
     let list = text.strip_prefix("Some(").and_then(|t| t.strip_suffix(')')).unwrap_or(text);
     list.trim_matches(|c| c == '[' || c == ']').split(',').filter_map(|a| a.trim().parse().ok()).collect()
+}
+
+/// CPU time (user and system) a process has used, from /proc (at 100 ticks a second).
+pub fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
 }
 
 /// A process's resident set (`VmRSS`) and peak (`VmHWM`) in KiB, from /proc.

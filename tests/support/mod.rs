@@ -20,6 +20,7 @@
 pub mod binary;
 pub mod browser;
 pub mod django;
+pub mod gunicorn;
 pub mod logs;
 pub mod session_fixtures;
 pub mod ws;
