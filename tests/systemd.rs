@@ -269,3 +269,17 @@ async fn the_watchdog_is_fed_every_half_period() {
     assert!(three_periods >= Duration::from_millis(500), "{three_periods:?}");
     assert!(three_periods < Duration::from_millis(1200), "{three_periods:?}");
 }
+
+#[tokio::test]
+async fn a_reload_is_announced_as_reloading_then_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let notify = NotifySocket::new(dir.path());
+    let sy = spawn_notifying(dir.path(), &minimal_config("http://127.0.0.1:1", ""), &notify, &[]);
+    notify.wait_for("READY=1");
+    let kill = Command::new("kill").args(["-HUP", &sy.child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let (reloading, ready) = tokio::task::spawn_blocking(move || (notify.next(), notify.next())).await.unwrap();
+    assert!(reloading.contains(&"RELOADING=1".to_owned()), "{reloading:?}");
+    assert!(reloading.iter().any(|l| l.starts_with("MONOTONIC_USEC=")), "{reloading:?}");
+    assert!(ready.contains(&"READY=1".to_owned()), "{ready:?}");
+}

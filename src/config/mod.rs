@@ -170,6 +170,34 @@ impl Config {
     }
 }
 
+// The options a reload cannot put in force: listeners are bound (or handed over) once, the
+// worker threads started once, and the session bridge, broker, admin listener, resume
+// tokens, temp-file budget and log format are built once at start.
+impl Config {
+    /// The names of the options that differ between `self` (in force) and `new` but only
+    /// take effect at a restart; empty when a reload applies all of `new`.
+    pub fn restart_only_changes(&self, new: &Config) -> Vec<&'static str> {
+        fn same<T: Serialize>(a: &T, b: &T) -> bool {
+            toml::Value::try_from(a).ok() == toml::Value::try_from(b).ok()
+        }
+        let (old, new_file) = (&self.effective, &new.effective);
+        let tls_listen = |c: &Config| c.server.tls.as_ref().map(|t| t.listen.clone());
+        let checks = [
+            ("[server] listen", self.server.listen == new.server.listen),
+            ("[server.tls] listen", tls_listen(self) == tls_listen(new)),
+            ("[server] workers", self.server.workers == new.server.workers),
+            ("[buffering] temp_dir", self.buffering.temp_dir == new.buffering.temp_dir),
+            ("[buffering] max_temp_disk", self.buffering.max_temp_disk == new.buffering.max_temp_disk),
+            ("[log] format", self.log.format == new.log.format),
+            ("[websocket] resume_ttl", self.websocket.resume_ttl == new.websocket.resume_ttl),
+            ("[django]", same(&old.django, &new_file.django)),
+            ("[broker]", same(&old.broker, &new_file.broker)),
+            ("[admin]", same(&old.admin, &new_file.admin)),
+        ];
+        checks.into_iter().filter(|(_, same)| !same).map(|(name, _)| name).collect()
+    }
+}
+
 impl ConfigFile {
     fn anchor_paths(&mut self, base: &Path) {
         self.server.anchor_paths(base);

@@ -406,6 +406,15 @@ impl RouteConfig {
 // === impl RoutePath ===
 
 impl RoutePath {
+    /// The path as written in the file (`"/ws/*"` for a prefix): the name a route's
+    /// sockets are grouped under, and how a reload tells a route kept from one removed.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Exact(p) => p.clone(),
+            Self::Prefix(p) => format!("{p}*"),
+        }
+    }
+
     /// True when `path` is covered by this route.
     pub fn matches(&self, path: &str) -> bool {
         match self {

@@ -75,8 +75,10 @@ pub struct HubSettings {
 struct Inner {
     registry: Mutex<Registry>,
     rooms: Mutex<HashMap<Arc<str>, Arc<Room>>>,
-    rules: Rules,
-    settings: HubSettings,
+    /// Swapped whole by a reload; rooms keep the rule they were made with.
+    rules: arc_swap::ArcSwap<Rules>,
+    /// Swapped whole by a reload (caps, queue bounds and subscription limit of new sockets).
+    settings: arc_swap::ArcSwap<HubSettings>,
     broker: Arc<dyn Broker>,
     bridge: Option<SessionBridge>,
     tokens: resume::Tokens,
@@ -268,8 +270,8 @@ impl Hub {
         let inner = Arc::new_cyclic(|weak| Inner {
             registry: Mutex::default(),
             rooms: Mutex::default(),
-            rules,
-            settings,
+            rules: arc_swap::ArcSwap::from_pointee(rules),
+            settings: arc_swap::ArcSwap::from_pointee(settings),
             broker: broker(HubRef(weak.clone())),
             tokens,
             bridge,
@@ -305,9 +307,9 @@ impl Hub {
         &self.inner.broker
     }
 
-    /// The channel rules.
-    pub fn rules(&self) -> &Rules {
-        &self.inner.rules
+    /// The channel rules in force (a reload may replace them; hold the Arc for one decision).
+    pub fn rules(&self) -> Arc<Rules> {
+        self.inner.rules.load_full()
     }
 
     /// The counters.
@@ -317,7 +319,23 @@ impl Hub {
 
     /// Each socket's queue bounds.
     pub fn bounds(&self) -> Bounds {
-        self.inner.settings.bounds
+        self.inner.settings.load().bounds
+    }
+
+    /// Puts a reloaded config's channel rules and limits in force, then closes with 1012
+    /// ([`CloseReason::Reloaded`]) every socket whose route is not among `routes` (the
+    /// [`RoutePath::key`](crate::config::RoutePath::key)s still configured) or that is
+    /// subscribed to a channel no rule covers any more. Every other socket keeps what it was
+    /// admitted with. Returns how many sockets were closed.
+    pub fn reload(&self, settings: HubSettings, rules: Rules, routes: &HashSet<String>) -> usize {
+        self.inner.settings.store(Arc::new(settings));
+        self.inner.rules.store(Arc::new(rules));
+        let rules = self.rules();
+        let registry = self.registry();
+        let gone = |m: &&Member| {
+            !routes.contains(&*m.route) || m.channels.keys().any(|channel| rules.for_channel(channel).is_none())
+        };
+        registry.sockets.values().filter(gone).filter(|m| m.outbox.evict(CloseReason::Reloaded)).count()
     }
 
     // === sockets ===
@@ -325,7 +343,7 @@ impl Hub {
     /// Takes a place for a socket of `user` from `ip`, or says which cap is reached.
     pub fn reserve(&self, user: Option<&str>, ip: IpAddr) -> Result<Slot, CapExceeded> {
         let mut registry = self.registry();
-        let settings = &self.inner.settings;
+        let settings = self.inner.settings.load();
         let user: Option<Arc<str>> = user.map(Arc::from);
         if let Some(user) = &user {
             if registry.user_slots.get(user).copied().unwrap_or(0) >= settings.max_per_user {
@@ -484,7 +502,7 @@ impl Hub {
         if let Some(room) = self.rooms().get(channel) {
             return Ok(room.clone());
         }
-        let Some(rule) = self.inner.rules.for_channel(channel) else {
+        let Some(rule) = self.rules().for_channel(channel) else {
             return Err(SubscribeError::NoRule(channel.to_string()));
         };
         let origin = self.inner.broker.origin(channel).await.map_err(|e| {
@@ -521,7 +539,7 @@ impl Hub {
         let room = match self.existing_room(channel) {
             Some(room) => room,
             None => {
-                let rule = self.inner.rules.for_channel(channel)?;
+                let rule = self.rules().for_channel(channel)?;
                 let origin = Position { offset: 0, epoch: crate::broker::fresh_epoch() };
                 self.room_at(channel, rule, origin)
             }
@@ -535,7 +553,7 @@ impl Hub {
         let room = match self.existing_room(&event.channel) {
             Some(room) => room,
             None => {
-                let Some(rule) = self.inner.rules.for_channel(&event.channel) else { return };
+                let Some(rule) = self.rules().for_channel(&event.channel) else { return };
                 let before = Position { offset: event.position.offset - 1, epoch: event.position.epoch.clone() };
                 self.room_at(&event.channel, rule, before)
             }
@@ -555,7 +573,7 @@ impl Hub {
         let room = self.room(channel).await?;
         let (outbox, user) = {
             let mut registry = self.registry();
-            let max = self.inner.settings.max_subscriptions;
+            let max = self.inner.settings.load().max_subscriptions;
             let member = registry.sockets.get_mut(conn).ok_or(SubscribeError::Gone)?;
             if !member.channels.contains_key(channel) && member.channels.len() >= max {
                 return Err(SubscribeError::TooMany(max));
@@ -563,7 +581,7 @@ impl Hub {
             (member.outbox.clone(), member.user.clone())
         };
         let kept_filter = filter.clone();
-        let hold = self.inner.settings.bounds.messages;
+        let hold = self.inner.settings.load().bounds.messages;
         let joining = Joining { conn: conn.clone(), outbox, user, filter, since, hold };
         let joined = room.join(joining);
         let at = match &joined {

@@ -266,3 +266,29 @@ async fn closing_a_socket_leaves_its_channels() {
     drop(r);
     assert_eq!(hub.existing_room("news").unwrap().subscribers(), 0);
 }
+
+#[tokio::test]
+async fn a_reload_closes_with_1012_only_the_subscribers_of_a_channel_no_rule_covers() {
+    let hub = hub_with(&[rule("news", 0), rule("old:*", 0)], 8);
+    let (_a, kept) = open(&hub, "a", None);
+    let (_b, dropped) = open(&hub, "b", None);
+    subscribed(&hub, "a", "news", None).await;
+    subscribed(&hub, "b", "old:1", None).await;
+    let routes = HashSet::from(["/ws/".to_owned()]);
+    assert_eq!(hub.reload(settings(8), Rules::new(&[rule("news", 0)]), &routes), 1);
+    assert_eq!(dropped.eviction().wait().await, CloseReason::Reloaded);
+    let mut other = task::spawn(async { kept.eviction().wait().await });
+    assert_pending!(other.poll());
+    let err = hub.subscribe(&"a".into(), "old:2", None, None).await.unwrap_err();
+    assert!(matches!(err, SubscribeError::NoRule(_)), "{err:?}");
+}
+
+#[test]
+fn a_reload_puts_new_caps_in_force_for_new_sockets() {
+    let hub = Hub::local(HubSettings { max_per_ip: 1, ..settings(8) }, Rules::default());
+    let _held = hub.reserve(None, ip(1)).unwrap();
+    assert_eq!(hub.reserve(None, ip(1)).unwrap_err(), CapExceeded::Address);
+    let routes = HashSet::from(["/ws/".to_owned()]);
+    hub.reload(HubSettings { max_per_ip: 2, ..settings(8) }, Rules::default(), &routes);
+    assert!(hub.reserve(None, ip(1)).is_ok());
+}

@@ -12,6 +12,7 @@ mod access;
 mod idle;
 mod listeners;
 pub mod notify;
+mod reload;
 mod tls;
 
 use std::net::SocketAddr;
@@ -42,6 +43,7 @@ use crate::ws::{Lifecycle, Websockets};
 
 pub use self::listeners::Inherited;
 use self::listeners::Listeners;
+pub use self::reload::{ReloadError, Reloaded};
 pub use self::tls::TlsError;
 
 /// How long a connection closed for idleness may take to say goodbye (HTTP/2 GOAWAY)
@@ -92,9 +94,22 @@ pub struct Running {
     hard: CancellationToken,
     tasks: TaskTracker,
     threads: Vec<std::thread::JoinHandle<()>>,
-    /// The worker threads' runtimes (empty when serving on the caller's runtime).
-    workers: Vec<tokio::runtime::Handle>,
+    /// Each runtime that serves (the worker threads', or the caller's) and what its
+    /// connections share, which a reload replaces.
+    workers: Vec<Worker>,
+    plan: Arc<Plan>,
 }
+
+/// One runtime that serves, and the parts its requests use.
+#[derive(Debug)]
+struct Worker {
+    runtime: tokio::runtime::Handle,
+    current: Current,
+}
+
+/// The [`Shared`] in force on one worker: each new connection and each request loads it,
+/// so a reload reaches the next request even on a kept-alive connection.
+type Current = Arc<arc_swap::ArcSwap<Shared>>;
 
 /// How shutdown ended.
 #[derive(Debug, PartialEq, Eq)]
@@ -105,11 +120,19 @@ pub enum Shutdown {
     Cut,
 }
 
-/// What every connection task shares.
+/// What every connection task shares, built from one config.
 struct Shared {
     router: Router,
     config: Arc<Config>,
     http: auto::Builder<TokioExecutor>,
+    /// The TLS acceptor for TLS listeners (a reload may bring new certificates).
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Shared").field("router", &self.router).finish_non_exhaustive()
+    }
 }
 
 /// Binds every listener and serves on the current tokio runtime; returns once all are bound.
@@ -121,10 +144,11 @@ pub async fn start(config: Arc<Config>) -> Result<Running, StartError> {
 /// [`start`] reading the wall-clock time from `clock`: session expiry and the time backend
 /// calls are signed at. Tests set it to check both against exact instants.
 pub async fn start_with_clock(config: Arc<Config>, clock: Clock) -> Result<Running, StartError> {
-    let plan = Plan::new(config, clock)?;
-    let listeners = Listeners::bind(&plan.config, Inherited::none())?;
-    let running = plan.running(&listeners);
-    plan.serve(&listeners)?;
+    let listeners = Listeners::bind(&config, Inherited::none())?;
+    let plan = Arc::new(Plan::new(config, &listeners, clock)?);
+    let mut running = plan.running(&listeners);
+    let current = plan.serve(&listeners)?;
+    running.workers.push(Worker { runtime: tokio::runtime::Handle::current(), current });
     plan.announce(&running);
     Ok(running)
 }
@@ -136,8 +160,8 @@ pub async fn start_with_clock(config: Arc<Config>, clock: Clock) -> Result<Runni
 /// (systemd socket activation) serve those; the others are bound. Returns once every
 /// thread serves.
 pub fn start_workers(config: Arc<Config>, workers: usize, inherited: Inherited) -> Result<Running, StartError> {
-    let plan = Arc::new(Plan::new(config, Clock::system())?);
-    let listeners = Arc::new(Listeners::bind(&plan.config, inherited)?);
+    let listeners = Arc::new(Listeners::bind(&config, inherited)?);
+    let plan = Arc::new(Plan::new(config, &listeners, Clock::system())?);
     let mut running = plan.running(&listeners);
     for i in 0..workers.max(1) {
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
@@ -148,7 +172,9 @@ pub fn start_workers(config: Arc<Config>, workers: usize, inherited: Inherited) 
                 Err(source) => return drop(ready_tx.send(Err(StartError::Runtime(source)))),
             };
             runtime.block_on(async move {
-                let served = plan.serve(&listeners).map(|()| tokio::runtime::Handle::current());
+                let served = plan
+                    .serve(&listeners)
+                    .map(|current| Worker { runtime: tokio::runtime::Handle::current(), current });
                 let failed = served.is_err();
                 let _ = ready_tx.send(served);
                 if !failed {
@@ -157,9 +183,9 @@ pub fn start_workers(config: Arc<Config>, workers: usize, inherited: Inherited) 
             });
         });
         running.threads.push(thread.map_err(StartError::Runtime)?);
-        let handle =
+        let worker =
             ready_rx.recv().map_err(|_| StartError::Runtime(std::io::Error::other("worker thread died")))??;
-        running.workers.push(handle);
+        running.workers.push(worker);
     }
     plan.announce(&running);
     Ok(running)
@@ -167,8 +193,11 @@ pub fn start_workers(config: Arc<Config>, workers: usize, inherited: Inherited) 
 
 /// What every worker needs to serve: config, TLS, and the parts sockets share.
 struct Plan {
-    config: Arc<Config>,
+    /// The config in force (a reload replaces it).
+    config: arc_swap::ArcSwap<Config>,
     acceptor: Option<TlsAcceptor>,
+    /// The first TLS listener's bound port, where `redirect_to_https` points.
+    tls_port: Option<u16>,
     hub: Hub,
     bridge: Option<SessionBridge>,
     lifecycle: Lifecycle,
@@ -181,18 +210,27 @@ struct Plan {
     node_tasks: std::sync::atomic::AtomicBool,
 }
 
+impl std::fmt::Debug for Plan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plan").field("hub", &self.hub).finish_non_exhaustive()
+    }
+}
+
 impl Plan {
-    fn new(config: Arc<Config>, clock: Clock) -> Result<Self, StartError> {
+    fn new(config: Arc<Config>, listeners: &Listeners, clock: Clock) -> Result<Self, StartError> {
         let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
+        let tls_port = Listeners::addrs(&listeners.tls).first().map(SocketAddr::port);
         let bridge = config.django.clone().map(|s| SessionBridge::with_clock(s, clock.clone())).transpose()?;
         let hub = Hub::from_config(&config, bridge.clone());
         let lifecycle = Lifecycle { graceful: CancellationToken::new(), tasks: TaskTracker::new() };
         let disk = TempDisk::new(config.buffering.temp_dir.clone(), config.buffering.max_temp_disk);
         let node_tasks = std::sync::atomic::AtomicBool::new(false);
-        Ok(Self { config, acceptor, hub, bridge, lifecycle, disk, clock, hard: CancellationToken::new(), node_tasks })
+        let config = arc_swap::ArcSwap::new(config);
+        let hard = CancellationToken::new();
+        Ok(Self { config, acceptor, tls_port, hub, bridge, lifecycle, disk, clock, hard, node_tasks })
     }
 
-    fn running(&self, listeners: &Listeners) -> Running {
+    fn running(self: &Arc<Self>, listeners: &Listeners) -> Running {
         Running {
             plain_addrs: Listeners::addrs(&listeners.plain),
             tls_addrs: Listeners::addrs(&listeners.tls),
@@ -203,40 +241,41 @@ impl Plan {
             tasks: self.lifecycle.tasks.clone(),
             threads: Vec::new(),
             workers: Vec::new(),
+            plan: self.clone(),
         }
     }
 
     /// Starts accept loops for every listener on the current runtime, with a router (and
-    /// upstream pool) of this runtime's own.
-    fn serve(&self, listeners: &Listeners) -> Result<(), StartError> {
+    /// upstream pool) of this runtime's own; returns the slot a reload replaces it in.
+    fn serve(&self, listeners: &Listeners) -> Result<Current, StartError> {
         if !self.node_tasks.swap(true, std::sync::atomic::Ordering::AcqRel) {
             self.spawn_node_tasks(listeners)?;
         }
-        let websockets = Websockets::new(
-            &self.config,
-            self.bridge.clone(),
-            self.hub.clone(),
-            self.lifecycle.clone(),
-            self.clock.clone(),
-        );
-        let tls_port = Listeners::addrs(&listeners.tls).first().map(SocketAddr::port);
-        let router = Router::new(&self.config, websockets, tls_port, self.disk.clone());
-        let shared = Arc::new(Shared { router, http: http_builder(&self.config), config: self.config.clone() });
-        let plain = listeners.plain.iter().map(|l| (l, None));
-        let tls = listeners.tls.iter().map(|l| (l, self.acceptor.clone()));
-        for (listener, acceptor) in plain.chain(tls) {
+        let current = Arc::new(arc_swap::ArcSwap::new(self.shared(self.config.load_full(), self.acceptor.clone())));
+        let plain = listeners.plain.iter().map(|l| (l, false));
+        let tls = listeners.tls.iter().map(|l| (l, true));
+        for (listener, is_tls) in plain.chain(tls) {
             let register = listener.try_clone().and_then(TcpListener::from_std);
             let addr = listener.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
             let listener = register.map_err(|source| StartError::Bind { addr, source })?;
-            self.spawn_accept(listener, acceptor, shared.clone());
+            self.spawn_accept(listener, is_tls, current.clone());
         }
-        Ok(())
+        Ok(current)
+    }
+
+    /// What this runtime's connections share under `config`: the router with its own
+    /// upstream pool, the HTTP settings, the TLS acceptor.
+    fn shared(&self, config: Arc<Config>, tls: Option<TlsAcceptor>) -> Arc<Shared> {
+        let websockets =
+            Websockets::new(&config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone(), self.clock.clone());
+        let router = Router::new(&config, websockets, self.tls_port, self.disk.clone());
+        Arc::new(Shared { router, http: http_builder(&config), config, tls })
     }
 
     /// The hub's upkeep (expired history, idle rooms) and the broker's background work;
     /// both end when shutdown begins.
     fn spawn_node_tasks(&self, listeners: &Listeners) -> Result<(), StartError> {
-        if let (Some(listener), Some(admin)) = (&listeners.admin, &self.config.admin) {
+        if let (Some(listener), Some(admin)) = (&listeners.admin, &self.config.load().admin) {
             let addr = admin.listen;
             let listener = listener.try_clone().and_then(TcpListener::from_std);
             let listener = listener.map_err(|source| StartError::Bind { addr, source })?;
@@ -262,14 +301,15 @@ impl Plan {
     }
 
     fn announce(&self, running: &Running) {
-        let (plain, tls, upstream) = (&running.plain_addrs, &running.tls_addrs, &self.config.upstream.url);
+        let config = self.config.load();
+        let (plain, tls, upstream) = (&running.plain_addrs, &running.tls_addrs, &config.upstream.url);
         let workers = running.threads.len().max(1);
         let admin = running.admin_addr;
         let inherited = running.inherited;
         tracing::info!(?plain, ?tls, ?admin, %upstream, workers, inherited, "listening");
     }
 
-    fn spawn_accept(&self, listener: TcpListener, tls: Option<TlsAcceptor>, shared: Arc<Shared>) {
+    fn spawn_accept(&self, listener: TcpListener, is_tls: bool, current: Current) {
         let (graceful, hard, tasks) =
             (self.lifecycle.graceful.clone(), self.hard.clone(), self.lifecycle.tasks.clone());
         self.lifecycle.tasks.spawn(async move {
@@ -292,8 +332,11 @@ impl Plan {
                     },
                     () = graceful.cancelled() => break,
                 };
-                let conn = Connection { shared: shared.clone(), graceful: graceful.clone(), hard: hard.clone() };
-                tasks.spawn(conn.run(stream, peer, tls.clone()));
+                let shared = current.load_full();
+                let tls = if is_tls { shared.tls.clone() } else { None };
+                let conn =
+                    Connection { shared, current: current.clone(), graceful: graceful.clone(), hard: hard.clone() };
+                tasks.spawn(conn.run(stream, peer, tls));
             }
         });
     }
@@ -317,7 +360,7 @@ impl Running {
     /// True when every worker's runtime runs a task within `patience` (the systemd
     /// watchdog's proof of life: a worker stuck in a loop or a blocking call fails it).
     pub async fn responsive(&self, patience: Duration) -> bool {
-        let probes = self.workers.iter().map(|worker| worker.spawn(async {}));
+        let probes = self.workers.iter().map(|worker| worker.runtime.spawn(async {}));
         let answered = futures_util::future::join_all(probes);
         matches!(tokio::time::timeout(patience, answered).await, Ok(results) if results.iter().all(Result::is_ok))
     }
@@ -342,7 +385,10 @@ impl Running {
 
 /// One downstream connection's task.
 struct Connection {
+    /// What was in force when it was accepted: its TLS and HTTP settings.
     shared: Arc<Shared>,
+    /// What each of its requests is routed with.
+    current: Current,
     graceful: CancellationToken,
     hard: CancellationToken,
 }
@@ -366,11 +412,11 @@ impl Connection {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        let shared = self.shared.clone();
+        let current = self.current.clone();
         let activity = idle::Activity::new();
         let tracked = activity.clone();
         let service = service_fn(move |req| {
-            let (shared, in_flight) = (shared.clone(), tracked.begin());
+            let (shared, in_flight) = (current.load_full(), tracked.begin());
             async move {
                 let response = shared.respond(req, downstream).await;
                 Ok::<_, std::convert::Infallible>(response.map(|body| idle::Held::new(body, in_flight).boxed()))

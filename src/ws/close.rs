@@ -25,6 +25,9 @@ pub enum CloseReason {
     SlowReader,
     /// The server is shutting down (1001).
     ShuttingDown,
+    /// A reload removed the socket's route or one of its channels (1012, service restart:
+    /// the client reconnects under the new rules).
+    Reloaded,
     /// Nothing was heard from the peer, not even a pong, for `idle_timeout` (1001).
     IdleTimeout,
     /// A binary frame on a json route (1003).
@@ -51,6 +54,7 @@ impl CloseReason {
             Self::NotAllowed => 4403,
             Self::SlowReader => 4008,
             Self::ShuttingDown | Self::IdleTimeout => 1001,
+            Self::Reloaded => 1012,
             Self::BinaryFrame => 1003,
             Self::InvalidUtf8 => 1007,
             Self::MessageTooBig => 1009,
@@ -76,6 +80,7 @@ impl CloseReason {
             Self::Revoked => "logged out",
             Self::SlowReader => "slow reader: too much queued",
             Self::ShuttingDown => "server shutting down",
+            Self::Reloaded => "reloaded: this route or channel is gone",
             Self::IdleTimeout => "idle timeout",
             Self::BinaryFrame => "binary frames are not accepted here",
             Self::InvalidUtf8 => "invalid UTF-8 in a text message",

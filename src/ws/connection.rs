@@ -154,10 +154,7 @@ async fn on_connect(caller: &Caller, shared: &Shared) -> Result<(), CloseReason>
 
 /// The key sockets of one route are grouped under (for broadcast routes).
 fn route_key(caller: &Caller) -> Arc<str> {
-    Arc::from(match &caller.route.path {
-        crate::config::RoutePath::Exact(path) => path.clone(),
-        crate::config::RoutePath::Prefix(prefix) => format!("{prefix}*"),
-    })
+    Arc::from(caller.route.path.key())
 }
 
 struct Socket {
