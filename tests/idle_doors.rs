@@ -120,7 +120,7 @@ async fn request_in_flight_is_not_cut_for_idleness() {
 async fn tls_switchyard(server: &str) -> (switchyard::server::Running, tempfile::TempDir, Upstream) {
     let up = upstream(|_| async { reply(200, "ok") }).await;
     let dir = tempfile::tempdir().unwrap();
-    switchyard::devcert::write(dir.path()).unwrap();
+    switchyard::devcert::write(dir.path(), switchyard::devcert::Overwrite::Refuse).unwrap();
     let config = format!(
         "[server]\n{server}\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"localhost.pem\"\nkey = \"localhost-key.pem\"\n[upstream]\nurl = \"{}\"\n",
         up.url

@@ -31,7 +31,7 @@ fn config(upstream: &str, certs: &str, extra: &str) -> String {
 /// Two dev CAs with a localhost certificate each, in `dir/a` and `dir/b`.
 fn two_certificates(dir: &Path) {
     for name in ["a", "b"] {
-        switchyard::devcert::write(&dir.join(name)).unwrap();
+        switchyard::devcert::write(&dir.join(name), switchyard::devcert::Overwrite::Refuse).unwrap();
     }
 }
 

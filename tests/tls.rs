@@ -31,7 +31,7 @@ fn connector(ca: &std::path::Path, alpn: &[&[u8]]) -> TlsConnector {
 
 async fn tls_switchyard(upstream_url: &str) -> (switchyard::server::Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    switchyard::devcert::write(dir.path()).unwrap();
+    switchyard::devcert::write(dir.path(), switchyard::devcert::Overwrite::Refuse).unwrap();
     let config = format!(
         "[server]\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"localhost.pem\"\nkey = \"localhost-key.pem\"\n[upstream]\nurl = \"{upstream_url}\"\n[[routes]]\npath = \"/ws/\"\n"
     );
