@@ -272,8 +272,8 @@ impl Plan {
         Arc::new(Shared { router, http: http_builder(&config), config, tls })
     }
 
-    /// The hub's upkeep (expired history, idle rooms) and the broker's background work;
-    /// both end when shutdown begins.
+    /// The admin API and the hub's upkeep (expired history, idle rooms); both end when
+    /// shutdown begins. The broker's background work starts in [`Plan::announce`].
     fn spawn_node_tasks(&self, listeners: &Listeners) -> Result<(), StartError> {
         if let (Some(listener), Some(admin)) = (&listeners.admin, &self.config.load().admin) {
             let addr = admin.listen;
@@ -294,12 +294,12 @@ impl Plan {
                 }
             }
         });
-        if let Some(work) = self.hub.broker().background(self.lifecycle.graceful.clone()) {
-            self.lifecycle.tasks.spawn(work);
-        }
         Ok(())
     }
 
+    /// Says the node listens, then starts the broker's background work on the first
+    /// worker's runtime: after the "listening" line, so the broker's own lines ("broker
+    /// listening") never come before it, however fast the database answers.
     fn announce(&self, running: &Running) {
         let config = self.config.load();
         let (plain, tls, upstream) = (&running.plain_addrs, &running.tls_addrs, &config.upstream.url);
@@ -307,6 +307,11 @@ impl Plan {
         let admin = running.admin_addr;
         let inherited = running.inherited;
         tracing::info!(?plain, ?tls, ?admin, %upstream, workers, inherited, "listening");
+        if let (Some(first), Some(work)) =
+            (running.workers.first(), self.hub.broker().background(self.lifecycle.graceful.clone()))
+        {
+            self.lifecycle.tasks.spawn_on(work, &first.runtime);
+        }
     }
 
     fn spawn_accept(&self, listener: TcpListener, is_tls: bool, current: Current) {
