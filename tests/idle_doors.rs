@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Request;
@@ -143,19 +142,9 @@ async fn stalled_tls_handshake_is_closed_after_tls_handshake_timeout() {
 #[tokio::test]
 async fn tls_connection_silent_after_its_handshake_is_closed() {
     let (sy, dir, _up) = tls_switchyard("header_read_timeout = \"300ms\"").await;
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(dir.path().join("localhost-ca.pem")).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let ca = dir.path().join("localhost-ca.pem");
     let tcp = TcpStream::connect(sy.tls_addrs[0]).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let mut tls = support::tls::connector(&[&ca], &[])
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("the handshake completes");

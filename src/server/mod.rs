@@ -49,6 +49,8 @@ pub use self::tls::TlsError;
 /// How long a connection closed for idleness may take to say goodbye (HTTP/2 GOAWAY)
 /// before it is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long a stop waits for the first request of a connection accepted just before it.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// How often expired history is forgotten and idle rooms dropped: often enough that memory
 /// follows the TTLs, rarely enough to cost nothing.
 const HUB_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -441,6 +443,15 @@ impl Connection {
                 }
             }
             () = self.graceful.cancelled() => {
+                // hyper closes an HTTP/1 connection at once if no request has begun on it,
+                // yet a client that connected before the stop has sent its request or is
+                // sending it: let that request begin, then close after its response.
+                let patience = FIRST_REQUEST_GRACE.min(server.header_read_timeout);
+                tokio::select! {
+                    result = conn.as_mut() => return log_end(result, &downstream),
+                    _ = tokio::time::timeout(patience, activity.first_request()) => {}
+                    () = self.hard.cancelled() => return,
+                }
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {
                     result = conn.as_mut() => result,
@@ -448,9 +459,13 @@ impl Connection {
                 }
             }
         };
-        if let Err(e) = result {
-            tracing::debug!(peer = %downstream.peer, error = %e, "connection ended with an error");
-        }
+        log_end(result, &downstream);
+    }
+}
+
+fn log_end<E: std::fmt::Display>(result: Result<(), E>, downstream: &Downstream) {
+    if let Err(e) = result {
+        tracing::debug!(peer = %downstream.peer, error = %e, "connection ended with an error");
     }
 }
 
