@@ -135,8 +135,14 @@ struct Inner {
 
 impl Admin {
     /// The admin API over `hub`, requiring `key`.
-    pub fn new(hub: Hub, bridge: Option<SessionBridge>, key: Secret) -> Self {
-        let metrics = metrics::Metrics::new(hub.clone(), bridge);
+    /// `certificate`: the ACME certificate's state, shown by `/metrics`.
+    pub fn new(
+        hub: Hub,
+        bridge: Option<SessionBridge>,
+        key: Secret,
+        certificate: Option<Arc<crate::server::AcmeStatus>>,
+    ) -> Self {
+        let metrics = metrics::Metrics::new(hub.clone(), bridge, certificate);
         Self { inner: Arc::new(Inner { hub, key, metrics }) }
     }
 
