@@ -52,9 +52,15 @@ impl Drop for Pebble {
 impl Pebble {
     /// Starts pebble, validating TLS-ALPN-01 on `tls_port`; returns once it listens.
     async fn start(dir: &Path, tls_port: u16) -> Self {
+        Self::with_validity(dir, tls_port, None).await
+    }
+
+    /// As [`Pebble::start`], issuing certificates valid for `validity` seconds when given
+    /// (pebble's default is five years).
+    async fn with_validity(dir: &Path, tls_port: u16, validity: Option<u64>) -> Self {
         let certs = dir.join("pebble-https");
         let written = devcert::write(&certs, Overwrite::Refuse).unwrap();
-        let config = serde_json::json!({"pebble": {
+        let mut config = serde_json::json!({"pebble": {
             "listenAddress": "127.0.0.1:0",
             "managementListenAddress": "127.0.0.1:0",
             "certificate": written.cert,
@@ -64,6 +70,9 @@ impl Pebble {
             "ocspResponderURL": "",
             "externalAccountBindingRequired": false,
         }});
+        if let Some(seconds) = validity {
+            config["pebble"]["certificateValidityPeriod"] = seconds.into();
+        }
         let path = dir.join("pebble.json");
         std::fs::write(&path, config.to_string()).unwrap();
         let mut child = Command::new("pebble")
@@ -201,8 +210,14 @@ async fn served_chain(addr: SocketAddr, root: &str) -> Vec<Vec<u8>> {
 
 /// `GET /metrics` from the admin listener.
 async fn metrics(sy: &Process) -> String {
+    admin_get(sy, "/metrics").await
+}
+
+/// `GET path` from the admin listener: the whole answer.
+async fn admin_get(sy: &Process, path: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(sy.admin.unwrap()).await.unwrap();
-    stream.write_all(b"GET /metrics HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
     let mut answer = String::new();
     stream.read_to_string(&mut answer).await.unwrap();
     answer
@@ -233,6 +248,9 @@ async fn a_certificate_from_pebble_is_served_for_the_domain_and_chains_to_pebble
     let not_after = metric(&text, "switchyard_tls_certificate_not_after_seconds").expect(&text);
     assert_eq!(not_after, leaf.validity().not_after.timestamp());
     assert_eq!(metric(&text, "switchyard_acme_order_failures"), Some(0));
+    let health = admin_get(&sy, "/healthz").await;
+    let body: serde_json::Value = serde_json::from_str(health.split_once("\r\n\r\n").unwrap().1).unwrap();
+    assert_eq!(body["acme"], serde_json::json!({"not_after": not_after, "order_failures": 0}), "{health}");
 }
 
 #[tokio::test]
@@ -253,6 +271,29 @@ async fn a_restart_serves_the_cached_certificate_without_asking_the_acme_server(
     wait_for_acme(&second, "ACME: serving the cached certificate (no new order)");
     assert_eq!(served_chain(second.tls[0], &root).await, issued);
     assert_eq!(metric(&metrics(&second).await, "switchyard_acme_order_failures"), Some(0));
+}
+
+#[tokio::test]
+async fn a_certificate_is_renewed_before_it_expires() {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    // Renewal starts at two thirds of the lifetime: 8 s in, 4 s before expiry.
+    let pebble = Pebble::with_validity(dir.path(), listener.local_addr().unwrap().port(), Some(12)).await;
+    let sy = switchyard(dir.path(), &listener, &pebble.directory(), &pebble.https_ca);
+    wait_for_acme(&sy, "ACME: certificate stored in the cache");
+    let root = pebble.root().await;
+    let first = served_chain(sy.tls[0], &root).await;
+
+    wait_for_acme(&sy, "ACME: obtained a new certificate");
+    wait_for_acme(&sy, "ACME: certificate stored in the cache");
+    let renewed = served_chain(sy.tls[0], &root).await;
+    assert_ne!(renewed[0], first[0], "the renewed certificate is served to new connections");
+    let validity = |der: &[u8]| {
+        let (_, cert) = x509_parser::parse_x509_certificate(der).unwrap();
+        (cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp())
+    };
+    let ((_, old_end), (new_start, _)) = (validity(&first[0]), validity(&renewed[0]));
+    assert!(new_start < old_end, "renewed at {new_start}, after the old one expired at {old_end}");
 }
 
 #[tokio::test]

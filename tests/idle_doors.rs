@@ -6,12 +6,10 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -143,22 +141,8 @@ async fn stalled_tls_handshake_is_closed_after_tls_handshake_timeout() {
 #[tokio::test]
 async fn tls_connection_silent_after_its_handshake_is_closed() {
     let (sy, dir, _up) = tls_switchyard("header_read_timeout = \"300ms\"").await;
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(dir.path().join("localhost-ca.pem")).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = TcpStream::connect(sy.tls_addrs[0]).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .expect("the handshake completes");
+    let config = support::tls::client_config(&[&std::fs::read(dir.path().join("localhost-ca.pem")).unwrap()]);
+    let mut tls = support::tls::connect(sy.tls_addrs[0], "localhost", config).await.expect("the handshake completes");
     until_closed(&mut tls).await;
 }
 

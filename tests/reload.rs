@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use rustls::pki_types::ServerName;
 use support::binary::{self, Process};
 use support::ws::{self, closed, next_message};
 use support::*;
@@ -54,23 +53,10 @@ fn hup(sy: &Process) {
 
 /// The certificate a new TLS connection is served, trusting both test CAs.
 async fn served_certificate(addr: SocketAddr, dir: &Path) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    for name in ["a", "b"] {
-        let pem = std::fs::read(dir.join(name).join("localhost-ca.pem")).unwrap();
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
-    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    let pems = ["a", "b"].map(|name| std::fs::read(dir.join(name).join("localhost-ca.pem")).unwrap());
+    let config = support::tls::client_config(&[&pems[0], &pems[1]]);
+    let tls = support::tls::connect(addr, "localhost", config).await.unwrap();
+    support::tls::peer_chain(&tls)[0].to_vec()
 }
 
 fn certificate_der(dir: &Path, name: &str) -> Vec<u8> {
