@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use http::Request;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::pki_types::ServerName;
 use support::*;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -142,12 +141,8 @@ async fn stalled_tls_handshake_is_closed_after_tls_handshake_timeout() {
 #[tokio::test]
 async fn tls_connection_silent_after_its_handshake_is_closed() {
     let (sy, dir, _up) = tls_switchyard("header_read_timeout = \"300ms\"").await;
-    let ca = dir.path().join("localhost-ca.pem");
-    let tcp = TcpStream::connect(sy.tls_addrs[0]).await.unwrap();
-    let mut tls = support::tls::connector(&[&ca], &[])
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .expect("the handshake completes");
+    let config = support::tls::client_config(&[&std::fs::read(dir.path().join("localhost-ca.pem")).unwrap()]);
+    let mut tls = support::tls::connect(sy.tls_addrs[0], "localhost", config).await.expect("the handshake completes");
     until_closed(&mut tls).await;
 }
 

@@ -12,7 +12,6 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use futures_util::{SinkExt, StreamExt};
-use rustls::pki_types::ServerName;
 use support::binary::{self, Process};
 use support::ws::{self, closed, next_message};
 use support::*;
@@ -54,11 +53,10 @@ fn hup(sy: &Process) {
 
 /// The certificate a new TLS connection is served, trusting both test CAs.
 async fn served_certificate(addr: SocketAddr, dir: &Path) -> Vec<u8> {
-    let (a, b) = (dir.join("a").join("localhost-ca.pem"), dir.join("b").join("localhost-ca.pem"));
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let connector = support::tls::connector(&[&a, &b], &[]);
-    let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
-    tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
+    let pems = ["a", "b"].map(|name| std::fs::read(dir.join(name).join("localhost-ca.pem")).unwrap());
+    let config = support::tls::client_config(&[&pems[0], &pems[1]]);
+    let tls = support::tls::connect(addr, "localhost", config).await.unwrap();
+    support::tls::peer_chain(&tls)[0].to_vec()
 }
 
 fn certificate_der(dir: &Path, name: &str) -> Vec<u8> {

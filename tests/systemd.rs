@@ -7,9 +7,7 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixDatagram;
-use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -49,17 +47,7 @@ impl SocketUnit {
             .arg("sh")
             .args(["--", switchyard_bin(), "run", "--config"])
             .arg(&path);
-        let fd = self.listener.as_raw_fd();
-        // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs between fork and exec.
-        unsafe {
-            command.pre_exec(move || {
-                let placed = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
-                if placed < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
+        binary::as_fd_3(&mut command, &self.listener);
         let first = TcpStream::connect(self.addr()).unwrap();
         (binary::start(command), first)
     }

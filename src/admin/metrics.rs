@@ -10,6 +10,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use http::{header, HeaderValue, Response, StatusCode};
 
@@ -17,6 +18,7 @@ use crate::body::{self, Body};
 use crate::django::SessionBridge;
 use crate::hub::{CommandKind, Hub};
 use crate::protocol::ErrorCode;
+use crate::server::AcmeStatus;
 
 /// The registry and what it reads from.
 #[derive(Debug)]
@@ -28,13 +30,15 @@ pub struct Metrics {
 struct Exporter {
     hub: Hub,
     bridge: Option<SessionBridge>,
+    certificate: Option<Arc<AcmeStatus>>,
 }
 
 impl Metrics {
-    /// Metrics of `hub` (and of the session bridge's cache, when there is one).
-    pub fn new(hub: Hub, bridge: Option<SessionBridge>) -> Self {
+    /// Metrics of `hub` (and of the session bridge's cache, and of the ACME certificate,
+    /// when there is one).
+    pub fn new(hub: Hub, bridge: Option<SessionBridge>, certificate: Option<Arc<AcmeStatus>>) -> Self {
         let mut registry = Registry::with_prefix("switchyard");
-        registry.register_collector(Box::new(Exporter { hub, bridge }));
+        registry.register_collector(Box::new(Exporter { hub, bridge, certificate }));
         Self { registry }
     }
 
@@ -135,6 +139,14 @@ impl Collector for Exporter {
             }
         }
 
+        if let Some(certificate) = &self.certificate {
+            if let Some(not_after) = certificate.not_after() {
+                let help = "When the ACME certificate served expires (notAfter), Unix seconds";
+                gauge(&mut encoder, "tls_certificate_not_after_seconds", help, not_after)?;
+            }
+            let help = "ACME orders that failed in a row (0 after a certificate is obtained)";
+            gauge(&mut encoder, "acme_order_failures", help, certificate.failures() as i64)?;
+        }
         if let Some(bridge) = &self.bridge {
             let (hits, misses) = bridge.cache_stats();
             counter(&mut encoder, "session_cache_hits", "Session lookups answered from the cache", hits)?;

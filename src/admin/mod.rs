@@ -29,7 +29,9 @@
 //! position a page hands to the browser for `since`); 404 when no rule covers it.
 //!
 //! `GET /healthz` — 200 `{"ok": true, "broker": {"kind", "state", "ok", "lag_seconds",
-//! "events_per_second", …}}`, 503 with the same body when the broker is not ok.
+//! "events_per_second", …}}`, 503 with the same body when the broker is not ok. With
+//! `[server.tls] acme`, also `"acme": {"not_after": Unix seconds or null, "order_failures": n}`
+//! (information only: it does not change `ok`).
 //! `GET /metrics` — Prometheus text (prometheus-client).
 //!
 //! Errors: 400 `bad_request` (malformed JSON or item), 401 `unauthorized` (no or wrong
@@ -131,13 +133,20 @@ struct Inner {
     hub: Hub,
     key: Secret,
     metrics: metrics::Metrics,
+    certificate: Option<Arc<crate::server::AcmeStatus>>,
 }
 
 impl Admin {
     /// The admin API over `hub`, requiring `key`.
-    pub fn new(hub: Hub, bridge: Option<SessionBridge>, key: Secret) -> Self {
-        let metrics = metrics::Metrics::new(hub.clone(), bridge);
-        Self { inner: Arc::new(Inner { hub, key, metrics }) }
+    /// `certificate`: the ACME certificate's state, shown by `/metrics`.
+    pub fn new(
+        hub: Hub,
+        bridge: Option<SessionBridge>,
+        key: Secret,
+        certificate: Option<Arc<crate::server::AcmeStatus>>,
+    ) -> Self {
+        let metrics = metrics::Metrics::new(hub.clone(), bridge, certificate.clone());
+        Self { inner: Arc::new(Inner { hub, key, metrics, certificate }) }
     }
 
     /// Accepts on `listener` until `shutdown`; each connection is a task in `tasks`.
@@ -226,7 +235,12 @@ impl Admin {
     fn healthz(&self) -> Response<Body> {
         let health = self.inner.hub.broker().health();
         let status = if health.ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-        json_response(status, &json!({"ok": health.ok, "broker": health}))
+        let mut body = json!({"ok": health.ok, "broker": health});
+        if let Some(certificate) = &self.inner.certificate {
+            // Shown, not judged: a node whose renewal fails still serves its certificate.
+            body["acme"] = json!({"not_after": certificate.not_after(), "order_failures": certificate.failures()});
+        }
+        json_response(status, &body)
     }
 
     async fn publish(&self, body: Value) -> Result<Response<Body>, AdminError> {

@@ -47,7 +47,7 @@ pub use self::commands::{
 };
 pub use self::env::{read_secret, Env, ProcessEnv, Secret, SecretError};
 pub use self::log::{LogConfig, LogFormat};
-pub use self::server::{ServerConfig, TlsConfig, TrustedProxy};
+pub use self::server::{AcmeConfig, Certificate, ServerConfig, TlsConfig, TrustedProxy};
 pub use self::units::{Addrs, ByteSize, ConfigDuration};
 pub use self::upstream::{UpstreamConfig, UpstreamUrl};
 pub use self::websocket::{AuthRule, Origin, Protocol, RouteConfig, RoutePath, WebsocketConfig, WebsocketMode};
@@ -182,9 +182,14 @@ impl Config {
         }
         let (old, new_file) = (&self.effective, &new.effective);
         let tls_listen = |c: &Config| c.server.tls.as_ref().map(|t| t.listen.clone());
+        let acme = |c: &Config| match c.server.tls.as_ref().map(|t| &t.certificate) {
+            Some(Certificate::Acme(acme)) => Some(acme.clone()),
+            _ => None,
+        };
         let checks = [
             ("[server] listen", self.server.listen == new.server.listen),
             ("[server.tls] listen", tls_listen(self) == tls_listen(new)),
+            ("[server.tls] acme", acme(self) == acme(new)),
             ("[server] workers", self.server.workers == new.server.workers),
             ("[buffering] temp_dir", self.buffering.temp_dir == new.buffering.temp_dir),
             ("[buffering] max_temp_disk", self.buffering.max_temp_disk == new.buffering.max_temp_disk),

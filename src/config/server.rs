@@ -64,11 +64,43 @@ pub struct ServerConfig {
 pub struct TlsConfig {
     /// TLS listen addresses.
     pub listen: Vec<SocketAddr>,
-    /// PEM certificate chain, anchored at the config's folder.
-    pub cert: PathBuf,
-    /// PEM private key, anchored at the config's folder.
-    pub key: PathBuf,
+    /// Where the certificate comes from.
+    pub certificate: Certificate,
 }
+
+/// Where the TLS listeners' certificate comes from: files, or an ACME server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Certificate {
+    /// A PEM chain and key, anchored at the config's folder (reloaded on SIGHUP).
+    Files {
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// PEM private key.
+        key: PathBuf,
+    },
+    /// Obtained and renewed over ACME (TLS-ALPN-01 on the TLS listeners).
+    Acme(AcmeConfig),
+}
+
+/// The validated `[server.tls] acme` table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AcmeConfig {
+    /// DNS names the certificate covers, as written (lower-cased).
+    pub domains: Vec<String>,
+    /// The account's contact, a `mailto:` URL.
+    pub contact: String,
+    /// The ACME server's directory URL (https).
+    pub directory: String,
+    /// Folder for the account key and certificates (made if missing, owner-only).
+    pub cache: PathBuf,
+    /// Extra PEM roots trusted for the directory's HTTPS, besides the Web PKI's.
+    pub directory_ca: Option<PathBuf>,
+}
+
+/// Let's Encrypt's production directory: the default ACME server.
+pub const LETS_ENCRYPT_DIRECTORY: &str = "https://acme-v02.api.letsencrypt.org/directory";
+/// More names than Let's Encrypt puts in one certificate is a mistake.
+pub const MAX_ACME_DOMAINS: usize = 100;
 
 /// The `[server]` section as written.
 #[derive(Clone, Debug, Deserialize, Serialize)]
@@ -131,9 +163,51 @@ pub(super) struct TlsSection {
     /// TLS listen addresses: one "IP:PORT" or a list. Required.
     pub listen: Addrs,
     /// PEM certificate chain, leaf first. Relative paths start at the config file's folder.
-    pub cert: PathBuf,
+    /// Required unless `acme` is set; reloaded on SIGHUP.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
     /// PEM private key (PKCS#8, PKCS#1 or SEC1). Relative paths as for `cert`.
-    pub key: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
+    /// Obtain and renew the certificate over ACME instead of `cert` and `key` (see
+    /// `[server.tls] acme`). Default: off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeSection>,
+}
+
+/// `[server.tls] acme = { ... }` as written: a certificate from an ACME server (Let's
+/// Encrypt by default), proved with TLS-ALPN-01 on the TLS listeners, so one of them must
+/// be what the domains' port 443 reaches. The certificate and account key are kept in
+/// `cache` and reused at the next start; a certificate is renewed when two thirds of its
+/// lifetime have passed. A failed order is logged with the ACME server's error and retried
+/// after 1 s, 2 s, 4 s ... (at most about 18 h), while the certificate in use, if any,
+/// keeps being served. A change here takes effect at the next restart, not on reload.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AcmeSection {
+    /// DNS names the certificate covers, e.g. ["example.com", "www.example.com"]; no
+    /// wildcards and no IP addresses (TLS-ALPN-01 proves neither). Required.
+    pub domains: Vec<String>,
+    /// Who the ACME server may write to about the account, e.g. "mailto:ops@example.com".
+    /// Required.
+    pub contact: String,
+    /// The ACME server's directory URL, https only.
+    /// Default: "https://acme-v02.api.letsencrypt.org/directory" (Let's Encrypt).
+    #[serde(default = "default_directory")]
+    pub directory: String,
+    /// Folder for the account key and the certificates, made (owner-only) if missing; it
+    /// must be writable and survive restarts, e.g. "/var/lib/switchyard/acme" with the
+    /// unit's StateDirectory. Relative paths start at the config file's folder. Required.
+    pub cache: PathBuf,
+    /// A PEM file of extra root certificates trusted for the directory's HTTPS, for a
+    /// private ACME server (step-ca, pebble); the Web PKI roots are trusted as well.
+    /// Relative paths as for `cache`. Default: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub directory_ca: Option<PathBuf>,
+}
+
+fn default_directory() -> String {
+    LETS_ENCRYPT_DIRECTORY.to_string()
 }
 
 /// One `trusted_proxies` entry: an address ("10.0.0.5") or a range ("10.0.0.0/8").
@@ -171,17 +245,20 @@ fn default_http2_ping_timeout() -> ConfigDuration {
 impl ServerSection {
     pub(super) fn anchor_paths(&mut self, base: &Path) {
         if let Some(tls) = &mut self.tls {
-            tls.cert = super::anchored(base, &tls.cert);
-            tls.key = super::anchored(base, &tls.key);
+            for path in [&mut tls.cert, &mut tls.key].into_iter().flatten() {
+                *path = super::anchored(base, path);
+            }
+            if let Some(acme) = &mut tls.acme {
+                acme.cache = super::anchored(base, &acme.cache);
+                if let Some(ca) = &mut acme.directory_ca {
+                    *ca = super::anchored(base, ca);
+                }
+            }
         }
     }
 
     pub(super) fn validate(&self, check: &Check) -> Result<ServerConfig, ConfigError> {
-        let tls = self.tls.as_ref().map(|t| TlsConfig {
-            listen: t.listen.0.clone(),
-            cert: t.cert.clone(),
-            key: t.key.clone(),
-        });
+        let tls = self.tls.as_ref().map(|t| t.validate(check)).transpose()?;
         let tls_listeners = tls.as_ref().map_or(0, |t| t.listen.len());
         if self.listen.0.is_empty() && tls_listeners == 0 {
             return Err(check.reject(
@@ -218,6 +295,115 @@ impl ServerSection {
             workers,
         })
     }
+}
+
+impl TlsSection {
+    fn validate(&self, check: &Check) -> Result<TlsConfig, ConfigError> {
+        let certificate = match (&self.cert, &self.key, &self.acme) {
+            (Some(_), _, Some(_)) | (_, Some(_), Some(_)) => {
+                return Err(check.reject(
+                    "server.tls.acme",
+                    "`acme` and `cert`/`key` are two sources for one certificate: keep `acme` and remove \
+                     `cert` and `key`, or the other way round",
+                ))
+            }
+            (Some(cert), Some(key), None) => Certificate::Files { cert: cert.clone(), key: key.clone() },
+            (Some(_), None, None) => {
+                return Err(check.reject("server.tls.cert", "a certificate needs its key: add key = \"PATH.pem\""))
+            }
+            (None, Some(_), None) => {
+                return Err(check.reject("server.tls.key", "a key needs its certificate: add cert = \"PATH.pem\""))
+            }
+            (None, None, Some(acme)) => Certificate::Acme(acme.validate(check)?),
+            (None, None, None) => {
+                return Err(check.reject(
+                    "server.tls",
+                    "no certificate: write cert = \"certs/localhost.pem\" and key = \"certs/localhost-key.pem\", \
+                     or acme = { domains = [\"example.com\"], contact = \"mailto:ops@example.com\", \
+                     cache = \"/var/lib/switchyard/acme\" }",
+                ))
+            }
+        };
+        Ok(TlsConfig { listen: self.listen.0.clone(), certificate })
+    }
+}
+
+impl AcmeSection {
+    fn validate(&self, check: &Check) -> Result<AcmeConfig, ConfigError> {
+        if self.domains.is_empty() || self.domains.len() > MAX_ACME_DOMAINS {
+            return Err(check.reject(
+                "server.tls.acme.domains",
+                format!("name 1 to {MAX_ACME_DOMAINS} domains the certificate covers: domains = [\"example.com\"]"),
+            ));
+        }
+        let mut domains = Vec::with_capacity(self.domains.len());
+        for (i, domain) in self.domains.iter().enumerate() {
+            let key = format!("server.tls.acme.domains[{i}]");
+            domains.push(acme_domain(domain).map_err(|why| check.reject(&key, why))?);
+        }
+        let mailbox = self.contact.strip_prefix("mailto:").unwrap_or_default();
+        if !mailbox.contains('@') || mailbox.starts_with('@') || mailbox.ends_with('@') || mailbox.contains(',') {
+            return Err(check.reject(
+                "server.tls.acme.contact",
+                format!("`{}` is not one mailto: address: write contact = \"mailto:ops@example.com\"", self.contact),
+            ));
+        }
+        let uri = self.directory.parse::<http::Uri>().ok();
+        if !uri.as_ref().is_some_and(|u| u.scheme_str() == Some("https") && u.host().is_some_and(|h| !h.is_empty())) {
+            return Err(check.reject(
+                "server.tls.acme.directory",
+                format!(
+                    "`{}` is not an https URL: write the ACME server's directory, e.g. directory = \"{LETS_ENCRYPT_DIRECTORY}\"",
+                    self.directory
+                ),
+            ));
+        }
+        writable_dir(&self.cache).map_err(|e| {
+            check.reject(
+                "server.tls.acme.cache",
+                format!(
+                    "cannot write in {}: {e}: make it a folder the user Switchyard runs as may write, e.g. \
+                     cache = \"/var/lib/switchyard/acme\" with StateDirectory=switchyard in the unit",
+                    self.cache.display()
+                ),
+            )
+        })?;
+        Ok(AcmeConfig {
+            domains,
+            contact: self.contact.clone(),
+            directory: self.directory.clone(),
+            cache: self.cache.clone(),
+            directory_ca: self.directory_ca.clone(),
+        })
+    }
+}
+
+/// `domain` as an ACME DNS identifier TLS-ALPN-01 can prove, lower-cased; else why not.
+fn acme_domain(domain: &str) -> Result<String, String> {
+    let lower = domain.trim_end_matches('.').to_ascii_lowercase();
+    if lower.starts_with("*.") {
+        return Err(format!("`{domain}` is a wildcard, which TLS-ALPN-01 cannot prove: list each name"));
+    }
+    if lower.parse::<IpAddr>().is_ok() {
+        return Err(format!("`{domain}` is an IP address: ACME certificates here are for DNS names"));
+    }
+    let labels_ok = lower.split('.').all(|label| {
+        (1..=63).contains(&label.len())
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    });
+    if lower.len() > 253 || !labels_ok {
+        return Err(format!("`{domain}` is not a DNS name: write it like \"example.com\" (IDNs in punycode)"));
+    }
+    Ok(lower)
+}
+
+/// Makes `dir` (owner-only) if missing and proves a file can be made in it.
+fn writable_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    tempfile::tempfile_in(dir).map(drop)
 }
 
 impl ServerConfig {

@@ -39,8 +39,9 @@ fn tls_paths_are_anchored_at_the_config_folder() {
     // [server.tls] after [upstream] is still the server's table in TOML.
     let config = parse_str(&text).unwrap();
     let tls = config.server.tls.unwrap();
-    assert_eq!(tls.cert, Path::new("/etc/switchyard/certs/a.pem"));
-    assert_eq!(tls.key, Path::new("/abs/k.pem"));
+    let crate::config::Certificate::Files { cert, key } = tls.certificate else { panic!("{tls:?}") };
+    assert_eq!(cert, Path::new("/etc/switchyard/certs/a.pem"));
+    assert_eq!(key, Path::new("/abs/k.pem"));
 }
 
 #[test]
@@ -309,6 +310,17 @@ fn example_config_is_valid_and_complete() {
     }
 }
 
+#[test]
+fn example_config_acme_line_is_valid() {
+    let text = include_str!("../../config.example.toml");
+    let line = text.lines().find_map(|l| l.strip_prefix("# acme = ")).expect("the example shows acme");
+    let dir = tempfile::tempdir().unwrap();
+    let line = line.replace("/var/lib/switchyard/acme", &dir.path().display().to_string());
+    let file = format!("{MINIMAL}[server.tls]\nlisten = \"127.0.0.1:8443\"\nacme = {line}\n");
+    let tls = parse_str(&file).unwrap().server.tls.unwrap();
+    assert!(matches!(tls.certificate, Certificate::Acme(ref a) if a.domains == ["example.com"]), "{tls:?}");
+}
+
 const WITH_ROUTES: &str = r#"
 [server]
 listen = "127.0.0.1:8080"
@@ -470,4 +482,91 @@ fn outbox_rows_are_kept_for_the_longest_history_ttl_and_at_least_five_minutes() 
     assert_eq!(config.broker.retention, Duration::from_secs(3600));
     let short = channels.replace("\"1h\"", "\"2s\"");
     assert_eq!(with_django("postgres://sy@db/site", &short).unwrap().broker.retention, MIN_OUTBOX_RETENTION);
+}
+
+/// A `[server.tls]` with `acme = { ... }` built from `fields`, its cache in `dir`.
+fn acme_file(dir: &Path, fields: &str) -> String {
+    let cache = dir.join("acme");
+    format!(
+        "{MINIMAL}[server.tls]\nlisten = \"127.0.0.1:8443\"\nacme = {{ {fields}cache = \"{}\" }}\n",
+        cache.display()
+    )
+}
+
+const ACME_OK: &str = "domains = [\"Example.com\"], contact = \"mailto:ops@example.com\", ";
+
+#[test]
+fn acme_loads_with_lets_encrypt_by_default_and_makes_an_owner_only_cache() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = parse_str(&acme_file(dir.path(), ACME_OK)).unwrap();
+    let Some(TlsConfig { certificate: Certificate::Acme(acme), .. }) = config.server.tls else { panic!() };
+    assert_eq!(acme.domains, ["example.com"]);
+    assert_eq!(acme.directory, server::LETS_ENCRYPT_DIRECTORY);
+    let mode = std::fs::metadata(dir.path().join("acme")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "{mode:o}");
+}
+
+#[test]
+fn acme_and_certificate_files_are_refused_together() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = acme_file(dir.path(), ACME_OK).replace("acme = ", "cert = \"c.pem\"\nkey = \"k.pem\"\nacme = ");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.starts_with("switchyard.toml:10:8: server.tls.acme: "), "{err}");
+    assert!(err.contains("keep `acme` and remove `cert` and `key`"), "{err}");
+}
+
+#[test]
+fn tls_without_a_certificate_says_what_to_write() {
+    let text = format!("{MINIMAL}[server.tls]\nlisten = \"127.0.0.1:8443\"\n");
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.contains("server.tls: no certificate: write cert = "), "{err}");
+    assert!(err.contains("or acme = { domains = "), "{err}");
+    let half = format!("{MINIMAL}[server.tls]\nlisten = \"127.0.0.1:8443\"\ncert = \"c.pem\"\n");
+    assert!(parse_str(&half).unwrap_err().to_string().contains("a certificate needs its key"));
+}
+
+#[test]
+fn acme_rejections_point_at_the_value_and_say_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        ("domains = [], contact = \"mailto:a@b.c\", ", "server.tls.acme.domains: name 1 to 100 domains"),
+        ("domains = [\"*.example.com\"], contact = \"mailto:a@b.c\", ", "domains[0]: `*.example.com` is a wildcard"),
+        ("domains = [\"a.com\", \"10.0.0.1\"], contact = \"mailto:a@b.c\", ", "domains[1]: `10.0.0.1` is an IP"),
+        ("domains = [\"bad_name.com\"], contact = \"mailto:a@b.c\", ", "`bad_name.com` is not a DNS name"),
+        ("domains = [\"a.com\"], contact = \"ops@example.com\", ", "contact: `ops@example.com` is not one mailto:"),
+        (
+            "domains = [\"a.com\"], contact = \"mailto:a@b.c\", directory = \"http://acme.test/dir\", ",
+            "directory: `http://acme.test/dir` is not an https URL",
+        ),
+    ];
+    for (fields, expected) in cases {
+        let err = parse_str(&acme_file(dir.path(), fields)).unwrap_err().to_string();
+        assert!(err.starts_with("switchyard.toml:8:"), "{err}");
+        assert!(err.contains(expected), "{fields}: {err}");
+    }
+}
+
+#[test]
+fn an_acme_cache_that_cannot_be_written_is_refused_with_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let text = format!(
+        "{MINIMAL}[server.tls]\nlisten = \"127.0.0.1:8443\"\nacme = {{ {ACME_OK}cache = \"{}/acme\" }}\n",
+        file.display()
+    );
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.starts_with("switchyard.toml:8:"), "{err}");
+    assert!(err.contains("server.tls.acme.cache: cannot write in"), "{err}");
+    assert!(err.contains("cache = \"/var/lib/switchyard/acme\""), "{err}");
+}
+
+#[test]
+fn changing_acme_is_named_as_waiting_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = parse_str(&acme_file(dir.path(), ACME_OK)).unwrap();
+    let new = parse_str(&acme_file(dir.path(), &ACME_OK.replace("Example.com", "example.org"))).unwrap();
+    assert!(old.restart_only_changes(&new).contains(&"[server.tls] acme"));
+    assert!(old.restart_only_changes(&old).is_empty());
 }

@@ -9,6 +9,7 @@
 
 mod accept;
 mod access;
+mod acme;
 mod idle;
 mod listeners;
 pub mod notify;
@@ -27,7 +28,6 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio_rustls::TlsAcceptor;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -41,9 +41,11 @@ use crate::proxy::{TempDisk, UpstreamTime};
 use crate::router::Router;
 use crate::ws::{Lifecycle, Websockets};
 
+pub use self::acme::AcmeStatus;
 pub use self::listeners::Inherited;
 use self::listeners::Listeners;
 pub use self::reload::{ReloadError, Reloaded};
+use self::tls::Terminator;
 pub use self::tls::TlsError;
 
 /// How long a connection closed for idleness may take to say goodbye (HTTP/2 GOAWAY)
@@ -127,8 +129,8 @@ struct Shared {
     router: Router,
     config: Arc<Config>,
     http: auto::Builder<TokioExecutor>,
-    /// The TLS acceptor for TLS listeners (a reload may bring new certificates).
-    tls: Option<TlsAcceptor>,
+    /// How TLS listeners accept (a reload may bring new certificate files).
+    tls: Option<Terminator>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -197,7 +199,9 @@ pub fn start_workers(config: Arc<Config>, workers: usize, inherited: Inherited) 
 struct Plan {
     /// The config in force (a reload replaces it).
     config: arc_swap::ArcSwap<Config>,
-    acceptor: Option<TlsAcceptor>,
+    acceptor: Option<Terminator>,
+    /// The ACME certificate's state, when `[server.tls] acme` was set at start.
+    acme: Option<Arc<acme::Acme>>,
     /// The first TLS listener's bound port, where `redirect_to_https` points.
     tls_port: Option<u16>,
     hub: Hub,
@@ -220,7 +224,11 @@ impl std::fmt::Debug for Plan {
 
 impl Plan {
     fn new(config: Arc<Config>, listeners: &Listeners, clock: Clock) -> Result<Self, StartError> {
-        let acceptor = config.server.tls.as_ref().map(tls::acceptor).transpose()?;
+        let acceptor = config.server.tls.as_ref().map(|t| Terminator::new(t, None)).transpose()?;
+        let acme = match &acceptor {
+            Some(Terminator::Acme(acme)) => Some(acme.clone()),
+            _ => None,
+        };
         let tls_port = Listeners::addrs(&listeners.tls).first().map(SocketAddr::port);
         let bridge = config.django.clone().map(|s| SessionBridge::with_clock(s, clock.clone())).transpose()?;
         let hub = Hub::from_config(&config, bridge.clone());
@@ -229,7 +237,7 @@ impl Plan {
         let node_tasks = std::sync::atomic::AtomicBool::new(false);
         let config = arc_swap::ArcSwap::new(config);
         let hard = CancellationToken::new();
-        Ok(Self { config, acceptor, tls_port, hub, bridge, lifecycle, disk, clock, hard, node_tasks })
+        Ok(Self { config, acceptor, acme, tls_port, hub, bridge, lifecycle, disk, clock, hard, node_tasks })
     }
 
     fn running(self: &Arc<Self>, listeners: &Listeners) -> Running {
@@ -267,7 +275,7 @@ impl Plan {
 
     /// What this runtime's connections share under `config`: the router with its own
     /// upstream pool, the HTTP settings, the TLS acceptor.
-    fn shared(&self, config: Arc<Config>, tls: Option<TlsAcceptor>) -> Arc<Shared> {
+    fn shared(&self, config: Arc<Config>, tls: Option<Terminator>) -> Arc<Shared> {
         let websockets =
             Websockets::new(&config, self.bridge.clone(), self.hub.clone(), self.lifecycle.clone(), self.clock.clone());
         let router = Router::new(&config, websockets, self.tls_port, self.disk.clone());
@@ -281,9 +289,14 @@ impl Plan {
             let addr = admin.listen;
             let listener = listener.try_clone().and_then(TcpListener::from_std);
             let listener = listener.map_err(|source| StartError::Bind { addr, source })?;
-            let api = crate::admin::Admin::new(self.hub.clone(), self.bridge.clone(), admin.key.clone());
+            let certificate = self.acme.as_ref().map(|acme| acme.status());
+            let api = crate::admin::Admin::new(self.hub.clone(), self.bridge.clone(), admin.key.clone(), certificate);
             let (graceful, tasks) = (self.lifecycle.graceful.clone(), self.lifecycle.tasks.clone());
             self.lifecycle.tasks.spawn(api.serve(listener, graceful, tasks));
+        }
+        if let Some(acme) = self.acme.clone() {
+            let graceful = self.lifecycle.graceful.clone();
+            self.lifecycle.tasks.spawn(async move { acme.drive(graceful).await });
         }
         let (hub, graceful) = (self.hub.clone(), self.lifecycle.graceful.clone());
         self.lifecycle.tasks.spawn(async move {
@@ -401,7 +414,7 @@ struct Connection {
 }
 
 impl Connection {
-    async fn run(self, stream: TcpStream, peer: SocketAddr, tls: Option<TlsAcceptor>) {
+    async fn run(self, stream: TcpStream, peer: SocketAddr, tls: Option<Terminator>) {
         let _ = stream.set_nodelay(true);
         let downstream = Downstream { peer, tls: tls.is_some(), trusted: self.shared.config.server.trusts(peer.ip()) };
         let Some(acceptor) = tls else {
@@ -409,7 +422,8 @@ impl Connection {
         };
         let handshake = tokio::time::timeout(self.shared.config.server.tls_handshake_timeout, acceptor.accept(stream));
         match handshake.await {
-            Ok(Ok(stream)) => self.serve(stream, downstream).await,
+            Ok(Ok(Some(stream))) => self.serve(stream, downstream).await,
+            Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::debug!(%peer, error = %e, "TLS handshake failed"),
             Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
         }

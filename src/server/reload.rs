@@ -14,12 +14,16 @@
 //! ([`Config::restart_only_changes`]
 //! names them, and the caller logs them). The log level is the binary's to apply.
 //! An unusable certificate refuses the whole reload and the old config stays in force.
+//! `[server.tls] acme` is set up once at start: a reload keeps the ACME certificate (and
+//! names `[server.tls] acme` when the file changed it); a reload from ACME to `cert`/`key`
+//! files serves the files.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use super::{tls, Running, TlsError};
-use crate::config::Config;
+use super::tls::Terminator;
+use super::{Running, TlsError};
+use crate::config::{Certificate, Config};
 use crate::hub::{HubSettings, Rules};
 
 /// Why a reload was refused; the config in force stays.
@@ -55,9 +59,15 @@ impl Running {
         let restart_only = self.config().restart_only_changes(&config);
         // TLS listeners exist only when the config at start had them; a config that drops
         // `[server.tls]` leaves them serving the old certificate until a restart.
+        // An ACME certificate is the one state made at start ([`Plan::acme`]); a reload that
+        // turns ACME on (or changes it) waits for a restart, and says so in `restart_only`.
+        let in_force = || self.workers.first().and_then(|w| w.current.load().tls.clone());
         let acceptor = match &config.server.tls {
-            Some(settings) if !self.tls_addrs.is_empty() => Some(tls::acceptor(settings)?),
-            _ => self.workers.first().and_then(|w| w.current.load().tls.clone()),
+            Some(settings) if !self.tls_addrs.is_empty() => match (&settings.certificate, &self.plan.acme) {
+                (Certificate::Acme(_), None) => in_force(),
+                _ => Some(Terminator::new(settings, self.plan.acme.as_ref())?),
+            },
+            _ => in_force(),
         };
         for worker in &self.workers {
             let (plan, config, acceptor) = (self.plan.clone(), config.clone(), acceptor.clone());

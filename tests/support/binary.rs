@@ -25,6 +25,8 @@ pub struct Process {
     pub admin: Option<SocketAddr>,
     /// Log lines after "listening".
     pub lines: mpsc::Receiver<String>,
+    /// The JSON log lines before "listening" (what starting logged).
+    pub early: Vec<serde_json::Value>,
 }
 
 impl Drop for Process {
@@ -55,6 +57,36 @@ pub fn spawn_limited(dir: &Path, config: &str, nofile: u32) -> Process {
     start(command)
 }
 
+/// As [`spawn`], with `listener` handed over as systemd hands over a socket unit's socket
+/// (fd 3, `LISTEN_FDS=1`, `LISTEN_PID` the binary's pid): the config's listener written with
+/// its address serves it.
+pub fn spawn_with_socket(dir: &Path, config: &str, listener: &std::net::TcpListener) -> Process {
+    let path = write_config(dir, config);
+    let mut command = Command::new("sh");
+    // The shell execs the binary, which keeps the shell's pid.
+    command.arg("-c").arg("LISTEN_PID=$$ LISTEN_FDS=1 exec \"$0\" run --config \"$1\"");
+    command.arg(switchyard_bin()).arg(&path);
+    as_fd_3(&mut command, listener);
+    start(command)
+}
+
+/// Makes `listener` the child's fd 3 (the first socket of `LISTEN_FDS`).
+pub fn as_fd_3(command: &mut Command, listener: &std::net::TcpListener) {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let fd = listener.as_raw_fd();
+    // SAFETY: dup2 and fcntl are async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        command.pre_exec(move || {
+            let placed = if fd == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(fd, 3) };
+            if placed < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
 /// Writes `config` (JSON log format is appended) to `dir/switchyard.toml`; returns its path.
 pub fn write_config(dir: &Path, config: &str) -> std::path::PathBuf {
     let path = dir.join("switchyard.toml");
@@ -75,13 +107,19 @@ pub fn start(mut command: Command) -> Process {
             }
         }
     });
+    let early = std::cell::RefCell::new(Vec::new());
     // The message exactly: the broker's "broker listening" is another line.
-    let ready = wait_for_log(&rx, "the \"listening\" line", Duration::from_secs(20), |value| {
-        value["fields"]["message"] == "listening"
+    let ready = wait_for_log(&rx, "the \"listening\" line", Duration::from_secs(20), |line| {
+        let listening = line["fields"]["message"] == "listening";
+        if !listening {
+            early.borrow_mut().push(line.clone());
+        }
+        listening
     });
     let fields = &ready["fields"];
     let admin = addrs(&fields["admin"]).first().copied();
-    Process { child, plain: addrs(&fields["plain"]), tls: addrs(&fields["tls"]), admin, lines: rx }
+    let (plain, tls, early) = (addrs(&fields["plain"]), addrs(&fields["tls"]), early.into_inner());
+    Process { child, plain, tls, admin, lines: rx, early }
 }
 
 /// The first JSON log line whose message contains `needle`, within `patience`.
