@@ -22,6 +22,7 @@ pub mod proxy;
 pub mod router;
 pub mod routes;
 pub mod server;
+pub mod static_files;
 pub mod ws;
 
 pub use errors::{error_chain, find_cause};

@@ -1,7 +1,9 @@
 //! Decides what each downstream request is: refused outright (CONNECT 405; a missing,
 //! doubled or contradicted `Host` 400), a redirect to HTTPS, the browser client at
 //! `/_switchyard/client.js`, a WebSocket upgrade under a route (or a refusal: 404 no route,
-//! 403 denied, 400 plain HTTP on a WebSocket-only path), or plain HTTP for the upstream.
+//! 403 denied, 400 plain HTTP on a WebSocket-only path), a file under a `[[static]]`
+//! prefix (after the WebSocket routes, so a route may claim a path under it), or plain
+//! HTTP for the upstream.
 //! The request's forwarding facts are worked out here, once, for both sides.
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
@@ -13,6 +15,7 @@ use crate::config::Config;
 use crate::downstream::{Downstream, Forwarding};
 use crate::proxy::{Proxy, TempDisk};
 use crate::routes::{Decision, Routes};
+use crate::static_files::Statics;
 use crate::ws::Websockets;
 
 /// Shared, cheap-to-clone request router; built once at start.
@@ -20,6 +23,8 @@ use crate::ws::Websockets;
 pub struct Router {
     proxy: Proxy,
     routes: Routes,
+    /// `[[static]]` folders, asked after the WebSocket routes and before the upstream.
+    statics: Statics,
     websockets: Websockets,
     /// Watches Django's responses for a deleted or replaced session cookie.
     watch: Option<crate::django::watch::SessionWatch>,
@@ -34,7 +39,8 @@ impl Router {
     pub fn new(config: &Config, websockets: Websockets, tls_port: Option<u16>, disk: TempDisk) -> Self {
         let https_port = tls_port.filter(|_| config.server.redirect_to_https);
         let watch = websockets.session_watch();
-        Self { proxy: Proxy::new(config, disk), routes: Routes::new(config), websockets, watch, https_port }
+        let (proxy, routes, statics) = (Proxy::new(config, disk), Routes::new(config), Statics::new(&config.statics));
+        Self { proxy, routes, statics, websockets, watch, https_port }
     }
 
     /// Answers one downstream request.
@@ -55,7 +61,10 @@ impl Router {
         }
         let forwarding = downstream.forwarding(req.headers());
         match self.routes.decide(req.uri().path(), is_websocket_upgrade(&req)) {
-            Decision::Forward { buffering } => self.forward(req, &downstream, &forwarding, buffering).await,
+            Decision::Forward { buffering } => match self.statics.find(req.uri().path()) {
+                Some(dir) => dir.serve(req).await,
+                None => self.forward(req, &downstream, &forwarding, buffering).await,
+            },
             Decision::Upgrade(route) => self.websockets.upgrade(req, route, forwarding).await,
             Decision::NoRoute => body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path"),
             Decision::Denied => body::text(StatusCode::FORBIDDEN, "WebSocket is not allowed on this path"),

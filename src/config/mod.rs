@@ -19,6 +19,7 @@ mod django;
 mod env;
 mod log;
 mod server;
+mod statics;
 mod units;
 mod upstream;
 mod websocket;
@@ -48,6 +49,7 @@ pub use self::commands::{
 pub use self::env::{read_secret, Env, ProcessEnv, Secret, SecretError};
 pub use self::log::{LogConfig, LogFormat};
 pub use self::server::{AcmeConfig, Certificate, ServerConfig, TlsConfig, TrustedProxy};
+pub use self::statics::{StaticConfig, DEFAULT_STATIC_MAX_AGE};
 pub use self::units::{Addrs, ByteSize, ConfigDuration};
 pub use self::upstream::{UpstreamConfig, UpstreamUrl};
 pub use self::websocket::{AuthRule, Origin, Protocol, RouteConfig, RoutePath, WebsocketConfig, WebsocketMode};
@@ -69,6 +71,8 @@ pub struct Config {
     pub websocket: WebsocketConfig,
     /// Per-URL WebSocket rules, first match wins.
     pub routes: Vec<RouteConfig>,
+    /// Folders served without Django, first matching prefix wins.
+    pub statics: Vec<StaticConfig>,
     /// Where commands run, keyed by pattern.
     pub commands: BTreeMap<CommandPattern, CommandConfig>,
     /// What every call to Django shares, the signing secret included.
@@ -105,6 +109,9 @@ struct ConfigFile {
     /// Per-URL WebSocket rules (`[[routes]]`), first match wins.
     #[serde(default)]
     routes: Vec<websocket::RouteSection>,
+    /// Folders served without Django (`[[static]]`), first matching prefix wins.
+    #[serde(default, rename = "static")]
+    statics: Vec<statics::StaticSection>,
     /// Where commands run (`[commands."PATTERN"]`).
     #[serde(default)]
     commands: BTreeMap<CommandPattern, commands::CommandSection>,
@@ -208,6 +215,9 @@ impl ConfigFile {
         self.server.anchor_paths(base);
         self.buffering.anchor_paths(base);
         self.backends.anchor_paths(base);
+        for entry in &mut self.statics {
+            entry.anchor_paths(base);
+        }
         if let Some(django) = &mut self.django {
             django.anchor_paths(base);
         }
@@ -222,6 +232,10 @@ impl ConfigFile {
         let routes = (self.routes.iter().enumerate())
             .map(|(i, route)| route.validate(check, &format!("routes[{i}]")))
             .collect::<Result<Vec<_>, _>>()?;
+        let statics = (self.statics.iter().enumerate())
+            .map(|(i, entry)| entry.validate(check, &format!("static[{i}]")))
+            .collect::<Result<Vec<_>, _>>()?;
+        statics::check_prefixes(&statics, check)?;
         let backends = self.backends.validate(check, env)?;
         let commands = (self.commands.iter())
             .map(|(pattern, c)| {
@@ -253,6 +267,7 @@ impl ConfigFile {
             log: self.log.validate(check)?,
             websocket: self.websocket.validate(check)?,
             routes,
+            statics,
             commands,
             backends,
             django,

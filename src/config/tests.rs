@@ -99,6 +99,7 @@ fn trusted_proxies_take_addresses_and_ranges() {
 /// What `switchyard check` prints for [`MINIMAL`]: written by hand from the defaults that
 /// config.example.toml documents, so a changed default or a key that stops printing shows.
 const MINIMAL_EFFECTIVE: &str = r#"routes = []
+static = []
 channels = []
 
 [server]
@@ -300,8 +301,12 @@ fn example_config_is_valid_and_complete() {
     let text = include_str!("../../config.example.toml");
     let env: HashMap<&str, &str> =
         [("SWITCHYARD_BACKEND_SECRET", "x"), ("DJANGO_SECRET_KEY", "k"), ("SWITCHYARD_ADMIN_KEY", "a")].into();
-    let config = parse(text, "config.example.toml", Path::new("/etc/switchyard"), &env).unwrap();
+    // The example's [[static]] folder must exist: a folder beside the file, as in /etc/switchyard.
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("static")).unwrap();
+    let config = parse(text, "config.example.toml", base.path(), &env).unwrap();
     assert!(config.server.tls.is_some());
+    assert_eq!(config.statics[0].dir, base.path().join("static"));
     // Every option the effective config prints is documented in the example.
     for line in config.to_toml().lines() {
         if let Some((key, _)) = line.split_once(" = ").filter(|(_, v)| !matches!(*v, "[]" | "{}")) {
@@ -544,6 +549,35 @@ fn acme_rejections_point_at_the_value_and_say_what_to_write() {
         let err = parse_str(&acme_file(dir.path(), fields)).unwrap_err().to_string();
         assert!(err.starts_with("switchyard.toml:8:"), "{err}");
         assert!(err.contains(expected), "{fields}: {err}");
+// === [[static]] ===
+
+fn with_static(entry: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+    let base = tempfile::tempdir().unwrap();
+    std::fs::create_dir(base.path().join("collected")).unwrap();
+    let env: HashMap<&str, &str> = HashMap::new();
+    let text = format!("{MINIMAL}[[static]]\n{entry}");
+    let parsed = parse(&text, "switchyard.toml", base.path(), &env);
+    (base, parsed)
+}
+
+#[test]
+fn a_static_entry_is_anchored_at_the_config_folder_with_its_defaults() {
+    let (base, parsed) = with_static("prefix = \"/static/\"\ndir = \"collected\"\n");
+    let config = parsed.unwrap();
+    assert_eq!(config.statics.len(), 1);
+    assert_eq!(config.statics[0].prefix, "/static/");
+    assert_eq!(config.statics[0].dir, base.path().join("collected"));
+    assert_eq!(config.statics[0].max_age, DEFAULT_STATIC_MAX_AGE);
+    assert!(!config.statics[0].follow_symlinks);
+}
+
+#[test]
+fn a_static_prefix_must_start_and_end_with_a_slash() {
+    for prefix in ["static/", "/static", "/", "", "//", "/a//b/", "/../", "/st atic/", "/%73tatic/"] {
+        let (_base, parsed) = with_static(&format!("prefix = \"{prefix}\"\ndir = \"collected\"\n"));
+        let text = parsed.unwrap_err().to_string();
+        assert!(text.starts_with("switchyard.toml:7:10: static[0].prefix: "), "{prefix:?}: {text}");
+        assert!(text.contains("like \"/static/\""), "{text}");
     }
 }
 
@@ -569,4 +603,17 @@ fn changing_acme_is_named_as_waiting_for_a_restart() {
     let new = parse_str(&acme_file(dir.path(), &ACME_OK.replace("Example.com", "example.org"))).unwrap();
     assert!(old.restart_only_changes(&new).contains(&"[server.tls] acme"));
     assert!(old.restart_only_changes(&old).is_empty());
+fn a_static_dir_that_does_not_exist_is_rejected_with_what_to_write() {
+    let (_base, parsed) = with_static("prefix = \"/static/\"\ndir = \"missing\"\n");
+    let text = parsed.unwrap_err().to_string();
+    assert!(text.starts_with("switchyard.toml:8:7: static[0].dir: "), "{text}");
+    assert!(text.contains("is not a directory: write the folder Django's collectstatic fills"), "{text}");
+}
+
+#[test]
+fn two_static_entries_with_one_prefix_are_rejected() {
+    let entry = "prefix = \"/static/\"\ndir = \"collected\"\n";
+    let (_base, parsed) = with_static(&format!("{entry}[[static]]\n{entry}"));
+    let text = parsed.unwrap_err().to_string();
+    assert!(text.contains("static[1].prefix: `/static/` is already the prefix of static[0]"), "{text}");
 }
