@@ -12,8 +12,9 @@ use tokio_postgres::{Client, Config, Connection, NoTls, Socket};
 
 use super::OutboxError;
 
-/// Query connections per node: publishes, origins, replays and pruning are few and short.
-const QUERY_CONNECTIONS: usize = 2;
+/// Query connections per node for origins, replays and pruning (few and short); publishes
+/// have a connection of their own (`commit`).
+pub const QUERY_CONNECTIONS: usize = 2;
 /// Longest a connect may take before the database counts as unreachable.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest one query may take (a publish waits for the numbering lock, so not too short).
@@ -82,10 +83,11 @@ pub fn tuned(mut config: Config, role: &str) -> Config {
 }
 
 impl Db {
-    /// A pool over `config`; connections open on first use.
-    pub fn new(config: Config) -> Self {
-        let slots = (0..QUERY_CONNECTIONS).map(|_| Slot::default()).collect();
-        Self { config: tuned(config, "broker"), slots, next: AtomicUsize::new(0) }
+    /// `connections` clients over `config`, named `role` in `pg_stat_activity`; they open
+    /// on first use.
+    pub fn new(config: Config, connections: usize, role: &str) -> Self {
+        let slots = (0..connections.max(1)).map(|_| Slot::default()).collect();
+        Self { config: tuned(config, role), slots, next: AtomicUsize::new(0) }
     }
 
     /// A live client, reconnecting its slot when the last one died.

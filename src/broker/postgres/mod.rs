@@ -35,9 +35,12 @@
 //!
 //! The listener reconnects with backoff and catches up from the table; meanwhile sockets stay
 //! open, history stays, `send` fails (`Unavailable`, 503 at the admin API) and `Health` says
-//! "reconnecting". Files: `listen` (the listener), `record` (rows ⇄ hub), `schema`, `db` (the
-//! query connections), `prune`, `status` (what `Health` reports).
+//! "reconnecting". Files: `listen` (the listener), `commit` (group commit: this node's
+//! concurrent publishes share one transaction, on a connection of their own), `record`
+//! (rows ⇄ hub), `schema`, `db` (the query connections), `prune`, `status` (what `Health`
+//! reports).
 
+mod commit;
 mod db;
 mod listen;
 mod prune;
@@ -50,9 +53,9 @@ mod tests;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
+use self::commit::Committer;
 use self::db::Db;
 use self::status::Status;
 use super::{BoxFuture, Broker, BrokerError, Event, Health, Message, Position, Publication, Receipt, Target};
@@ -83,6 +86,9 @@ pub enum OutboxError {
     /// The hub is gone (shutdown).
     #[error("shutting down")]
     HubGone,
+    /// The group-commit batch this request was in failed (the reason is the batch's).
+    #[error("the publishing transaction failed: {0}")]
+    Batch(String),
 }
 
 impl OutboxError {
@@ -112,6 +118,9 @@ impl OutboxError {
 pub struct PostgresBroker {
     hub: HubRef,
     db: Arc<Db>,
+    /// The publishing connection and its group commit.
+    commits: Arc<Db>,
+    committer: Committer,
     listen: tokio_postgres::Config,
     status: Arc<Status>,
     retention: Duration,
@@ -129,7 +138,9 @@ impl PostgresBroker {
         let parsed: tokio_postgres::Config = url.expose().parse().map_err(BadUrl)?;
         Ok(Self {
             hub,
-            db: Arc::new(Db::new(parsed.clone())),
+            db: Arc::new(Db::new(parsed.clone(), db::QUERY_CONNECTIONS, "broker")),
+            commits: Arc::new(Db::new(parsed.clone(), 1, "publisher")),
+            committer: Committer::default(),
             listen: db::tuned(parsed, "listener"),
             status: Arc::new(Status::default()),
             retention: config.retention,
@@ -137,7 +148,7 @@ impl PostgresBroker {
     }
 
     /// Checks a batch before it reaches the database: a channel needs a rule here.
-    fn check(&self, batch: &[Message]) -> Result<Vec<Value>, BrokerError> {
+    fn check(&self, batch: &[Message]) -> Result<Vec<String>, BrokerError> {
         let hub = self.hub.upgrade().ok_or_else(|| BrokerError::Unavailable("shutting down".into()))?;
         batch
             .iter()
@@ -147,23 +158,20 @@ impl PostgresBroker {
                         return Err(BrokerError::Refused(format!("no [[channels]] rule covers `{channel}`")));
                     }
                 }
-                Ok(record::item(message))
+                let item = record::item(message);
+                match item["data"].to_string().len() {
+                    big if big > MAX_DATA => {
+                        Err(BrokerError::Refused(format!("an event's data is {big} bytes; at most {MAX_DATA}")))
+                    }
+                    _ => Ok(item.to_string()),
+                }
             })
             .collect()
     }
 
     async fn publish(&self, batch: Vec<Message>) -> Result<Vec<Receipt>, BrokerError> {
         let items = self.check(&batch)?;
-        if let Some(big) = items.iter().map(|i| i["data"].to_string().len()).find(|n| *n > MAX_DATA) {
-            return Err(BrokerError::Refused(format!("an event's data is {big} bytes; at most {MAX_DATA}")));
-        }
-        let text = Value::Array(items).to_string();
-        let query = async {
-            let client = self.db.client().await?;
-            let sql = "SELECT pos, \"offset\", epoch FROM switchyard_outbox_publish($1::text::json)";
-            db::bounded(client.query(sql, &[&text])).await
-        };
-        let rows = query.await.map_err(|e| e.to_broker())?;
+        let rows = self.committer.publish(items).await.map_err(|e| e.to_broker())?;
         if rows.len() != batch.len() {
             return Err(BrokerError::Unavailable(format!("{} items written, {} numbered", batch.len(), rows.len())));
         }
@@ -272,8 +280,14 @@ impl Broker for PostgresBroker {
         let listener =
             listen::Listener { config: self.listen.clone(), hub: self.hub.clone(), status: self.status.clone() };
         let pruning = prune::run(self.db.clone(), self.retention, shutdown.clone());
+        let committing = self.committer.run(self.commits.clone(), shutdown.clone());
         Some(Box::pin(async move {
-            tokio::join!(listener.run(shutdown), pruning);
+            let committing = async {
+                if let Some(committing) = committing {
+                    committing.await;
+                }
+            };
+            tokio::join!(listener.run(shutdown), pruning, committing);
         }))
     }
 }
