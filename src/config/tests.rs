@@ -549,6 +549,33 @@ fn acme_rejections_point_at_the_value_and_say_what_to_write() {
         let err = parse_str(&acme_file(dir.path(), fields)).unwrap_err().to_string();
         assert!(err.starts_with("switchyard.toml:8:"), "{err}");
         assert!(err.contains(expected), "{fields}: {err}");
+    }
+}
+
+#[test]
+fn an_acme_cache_that_cannot_be_written_is_refused_with_what_to_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "").unwrap();
+    let text = format!(
+        "{MINIMAL}[server.tls]\nlisten = \"127.0.0.1:8443\"\nacme = {{ {ACME_OK}cache = \"{}/acme\" }}\n",
+        file.display()
+    );
+    let err = parse_str(&text).unwrap_err().to_string();
+    assert!(err.starts_with("switchyard.toml:8:"), "{err}");
+    assert!(err.contains("server.tls.acme.cache: cannot write in"), "{err}");
+    assert!(err.contains("cache = \"/var/lib/switchyard/acme\""), "{err}");
+}
+
+#[test]
+fn changing_acme_is_named_as_waiting_for_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = parse_str(&acme_file(dir.path(), ACME_OK)).unwrap();
+    let new = parse_str(&acme_file(dir.path(), &ACME_OK.replace("Example.com", "example.org"))).unwrap();
+    assert!(old.restart_only_changes(&new).contains(&"[server.tls] acme"));
+    assert!(old.restart_only_changes(&old).is_empty());
+}
+
 // === [[static]] ===
 
 fn with_static(entry: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
@@ -582,27 +609,6 @@ fn a_static_prefix_must_start_and_end_with_a_slash() {
 }
 
 #[test]
-fn an_acme_cache_that_cannot_be_written_is_refused_with_what_to_write() {
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("a-file");
-    std::fs::write(&file, "").unwrap();
-    let text = format!(
-        "{MINIMAL}[server.tls]\nlisten = \"127.0.0.1:8443\"\nacme = {{ {ACME_OK}cache = \"{}/acme\" }}\n",
-        file.display()
-    );
-    let err = parse_str(&text).unwrap_err().to_string();
-    assert!(err.starts_with("switchyard.toml:8:"), "{err}");
-    assert!(err.contains("server.tls.acme.cache: cannot write in"), "{err}");
-    assert!(err.contains("cache = \"/var/lib/switchyard/acme\""), "{err}");
-}
-
-#[test]
-fn changing_acme_is_named_as_waiting_for_a_restart() {
-    let dir = tempfile::tempdir().unwrap();
-    let old = parse_str(&acme_file(dir.path(), ACME_OK)).unwrap();
-    let new = parse_str(&acme_file(dir.path(), &ACME_OK.replace("Example.com", "example.org"))).unwrap();
-    assert!(old.restart_only_changes(&new).contains(&"[server.tls] acme"));
-    assert!(old.restart_only_changes(&old).is_empty());
 fn a_static_dir_that_does_not_exist_is_rejected_with_what_to_write() {
     let (_base, parsed) = with_static("prefix = \"/static/\"\ndir = \"missing\"\n");
     let text = parsed.unwrap_err().to_string();
