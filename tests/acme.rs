@@ -326,6 +326,18 @@ async fn a_certificate_is_renewed_before_it_expires() {
 }
 
 #[tokio::test]
+async fn a_failed_renewal_is_retried_while_the_certificate_in_use_is_served() {
+    // Renewal starts 10 s in; pebble is gone by then, so it fails 5 s before expiry.
+    let Issued { sy, root, pebble, listener: _listener, dir: _dir } = issued(Some(15)).await;
+    let first = served_chain(sy.tls[0], &root).await;
+    drop(pebble);
+    let failed = lines_with(&sy, "ACME order failed", 1);
+    assert!(failed[0]["fields"]["message"].as_str().unwrap().contains("serving the certificate in use"));
+    assert_eq!(failed[0]["fields"]["retry_in"], "1s");
+    assert_eq!(served_chain(sy.tls[0], &root).await, first);
+}
+
+#[tokio::test]
 async fn an_unreachable_acme_server_is_logged_and_retried_while_the_listeners_serve() {
     let dir = tempfile::tempdir().unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
