@@ -17,6 +17,7 @@ mod support;
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
@@ -50,14 +51,10 @@ impl Drop for Pebble {
 }
 
 impl Pebble {
-    /// Starts pebble, validating TLS-ALPN-01 on `tls_port`; returns once it listens.
-    async fn start(dir: &Path, tls_port: u16) -> Self {
-        Self::with_validity(dir, tls_port, None).await
-    }
-
-    /// As [`Pebble::start`], issuing certificates valid for `validity` seconds when given
-    /// (pebble's default is five years).
-    async fn with_validity(dir: &Path, tls_port: u16, validity: Option<u64>) -> Self {
+    /// Starts pebble, validating TLS-ALPN-01 on `tls_port` and issuing certificates valid
+    /// for `validity` seconds when given (pebble's default is five years); returns once it
+    /// listens.
+    async fn start(dir: &Path, tls_port: u16, validity: Option<u64>) -> Self {
         let certs = dir.join("pebble-https");
         let written = devcert::write(&certs, Overwrite::Refuse).unwrap();
         let mut config = serde_json::json!({"pebble": {
@@ -171,16 +168,21 @@ fn listening_ports(pid: u32) -> Vec<u16> {
 
 /// Switchyard with an ACME certificate from `directory`, serving TLS on `listener`.
 fn switchyard(dir: &Path, listener: &TcpListener, directory: &str, directory_ca: &Path) -> Process {
+    std::env::set_var("SWITCHYARD_ACME_TEST_KEY", "test-key");
+    binary::spawn_with_socket(dir, &config(listener, &[DOMAIN], directory, directory_ca), listener)
+}
+
+/// The config [`switchyard`] runs, with a certificate for `domains`.
+fn config(listener: &TcpListener, domains: &[&str], directory: &str, directory_ca: &Path) -> String {
     let tls = listener.local_addr().unwrap();
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\nlisten = \"{tls}\"\nacme = {{ domains = [\"{DOMAIN}\"], \
+    let domains = serde_json::to_string(domains).unwrap();
+    format!(
+        "[server]\nlisten = \"127.0.0.1:0\"\n[server.tls]\nlisten = \"{tls}\"\nacme = {{ domains = {domains}, \
          contact = \"mailto:ops@example.com\", directory = \"{directory}\", cache = \"acme-cache\", \
          directory_ca = \"{}\" }}\n[upstream]\nurl = \"http://127.0.0.1:9\"\n[admin]\nlisten = \"127.0.0.1:0\"\n\
          key_env = \"SWITCHYARD_ACME_TEST_KEY\"\n",
         directory_ca.display()
-    );
-    std::env::set_var("SWITCHYARD_ACME_TEST_KEY", "test-key");
-    binary::spawn_with_socket(dir, &config, listener)
+    )
 }
 
 /// The log lines up to the first whose message holds `needle` (those before "listening"
@@ -223,22 +225,37 @@ async fn admin_get(sy: &Process, path: &str) -> String {
     answer
 }
 
+/// Pebble and Switchyard with the certificate Switchyard obtained from it.
+struct Issued {
+    // Dropped first: Switchyard, then pebble, then the folder.
+    sy: Process,
+    pebble: Pebble,
+    listener: TcpListener,
+    /// The root pebble's certificates chain to.
+    root: String,
+    dir: tempfile::TempDir,
+}
+
+/// Starts pebble (certificates valid for `validity` seconds, when given) and Switchyard,
+/// and waits until Switchyard has its certificate.
+async fn issued(validity: Option<u64>) -> Issued {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let pebble = Pebble::start(dir.path(), listener.local_addr().unwrap().port(), validity).await;
+    let sy = switchyard(dir.path(), &listener, &pebble.directory(), &pebble.https_ca);
+    wait_for_acme(&sy, "ACME: certificate stored in the cache");
+    let root = pebble.root().await;
+    Issued { sy, pebble, listener, root, dir }
+}
+
 fn metric(text: &str, name: &str) -> Option<i64> {
     text.lines().find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 #[tokio::test]
 async fn a_certificate_from_pebble_is_served_for_the_domain_and_chains_to_pebbles_root() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let pebble = Pebble::start(dir.path(), listener.local_addr().unwrap().port()).await;
-    let sy = switchyard(dir.path(), &listener, &pebble.directory(), &pebble.https_ca);
-    let log = wait_for_acme(&sy, "ACME: certificate stored in the cache");
-    // Pebble proved the name through Switchyard's listener: its probe came in there.
-    let probe = log.iter().find(|l| l["fields"]["message"] == "ACME TLS-ALPN-01 validation connection");
-    assert_eq!(probe.expect("pebble's TLS-ALPN-01 probe")["fields"]["sni"], DOMAIN);
-
-    let chain = served_chain(sy.tls[0], &pebble.root().await).await;
+    let Issued { sy, root, pebble: _pebble, listener: _listener, dir: _dir } = issued(None).await;
+    let chain = served_chain(sy.tls[0], &root).await;
     let (_, leaf) = x509_parser::parse_x509_certificate(&chain[0]).unwrap();
     let names = leaf.subject_alternative_name().unwrap().unwrap().value.general_names.clone();
     assert_eq!(format!("{names:?}"), format!("[DNSName({DOMAIN:?})]"));
@@ -248,6 +265,8 @@ async fn a_certificate_from_pebble_is_served_for_the_domain_and_chains_to_pebble
     let not_after = metric(&text, "switchyard_tls_certificate_not_after_seconds").expect(&text);
     assert_eq!(not_after, leaf.validity().not_after.timestamp());
     assert_eq!(metric(&text, "switchyard_acme_order_failures"), Some(0));
+    // Pebble proved the name through Switchyard's listener: its probes came in there.
+    assert!(metric(&text, "switchyard_acme_validation_connections_total").unwrap() >= 1, "{text}");
     let health = admin_get(&sy, "/healthz").await;
     let body: serde_json::Value = serde_json::from_str(health.split_once("\r\n\r\n").unwrap().1).unwrap();
     assert_eq!(body["acme"], serde_json::json!({"not_after": not_after, "order_failures": 0}), "{health}");
@@ -255,13 +274,8 @@ async fn a_certificate_from_pebble_is_served_for_the_domain_and_chains_to_pebble
 
 #[tokio::test]
 async fn a_restart_serves_the_cached_certificate_without_asking_the_acme_server() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let pebble = Pebble::start(dir.path(), listener.local_addr().unwrap().port()).await;
+    let Issued { sy: first, pebble, listener, root, dir } = issued(None).await;
     let (directory, https_ca) = (pebble.directory(), pebble.https_ca.clone());
-    let first = switchyard(dir.path(), &listener, &directory, &https_ca);
-    wait_for_acme(&first, "ACME: certificate stored in the cache");
-    let root = pebble.root().await;
     let issued = served_chain(first.tls[0], &root).await;
     drop(first);
     // Pebble is gone: a new order could only fail.
@@ -269,19 +283,34 @@ async fn a_restart_serves_the_cached_certificate_without_asking_the_acme_server(
 
     let second = switchyard(dir.path(), &listener, &directory, &https_ca);
     wait_for_acme(&second, "ACME: serving the cached certificate (no new order)");
+    for file in std::fs::read_dir(dir.path().join("acme-cache")).unwrap() {
+        let mode = file.unwrap().metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "cache files hold keys: {mode:o}");
+    }
     assert_eq!(served_chain(second.tls[0], &root).await, issued);
     assert_eq!(metric(&metrics(&second).await, "switchyard_acme_order_failures"), Some(0));
 }
 
 #[tokio::test]
+async fn a_reload_keeps_the_acme_certificate_and_names_an_acme_change_as_waiting_for_a_restart() {
+    let Issued { sy, pebble, listener, root, dir } = issued(None).await;
+    let before = served_chain(sy.tls[0], &root).await;
+
+    let changed = config(&listener, &[DOMAIN, "www.localhost"], &pebble.directory(), &pebble.https_ca);
+    binary::write_config(dir.path(), &changed);
+    let hup = Command::new("kill").args(["-HUP", &sy.child.id().to_string()]).status().unwrap();
+    assert!(hup.success());
+    let log = wait_for_acme(&sy, "reloaded");
+    let warning = log.iter().find(|l| l["fields"]["message"].as_str().unwrap().contains("only at a restart"));
+    let options = warning.expect("a restart-only warning")["fields"]["options"].as_str().unwrap().to_string();
+    assert!(options.contains("[server.tls] acme"), "{options}");
+    assert_eq!(served_chain(sy.tls[0], &root).await, before);
+}
+
+#[tokio::test]
 async fn a_certificate_is_renewed_before_it_expires() {
-    let dir = tempfile::tempdir().unwrap();
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     // Renewal starts at two thirds of the lifetime: 8 s in, 4 s before expiry.
-    let pebble = Pebble::with_validity(dir.path(), listener.local_addr().unwrap().port(), Some(12)).await;
-    let sy = switchyard(dir.path(), &listener, &pebble.directory(), &pebble.https_ca);
-    wait_for_acme(&sy, "ACME: certificate stored in the cache");
-    let root = pebble.root().await;
+    let Issued { sy, root, pebble: _pebble, listener: _listener, dir: _dir } = issued(Some(12)).await;
     let first = served_chain(sy.tls[0], &root).await;
 
     wait_for_acme(&sy, "ACME: obtained a new certificate");
@@ -294,6 +323,18 @@ async fn a_certificate_is_renewed_before_it_expires() {
     };
     let ((_, old_end), (new_start, _)) = (validity(&first[0]), validity(&renewed[0]));
     assert!(new_start < old_end, "renewed at {new_start}, after the old one expired at {old_end}");
+}
+
+#[tokio::test]
+async fn a_failed_renewal_is_retried_while_the_certificate_in_use_is_served() {
+    // Renewal starts 10 s in; pebble is gone by then, so it fails 5 s before expiry.
+    let Issued { sy, root, pebble, listener: _listener, dir: _dir } = issued(Some(15)).await;
+    let first = served_chain(sy.tls[0], &root).await;
+    drop(pebble);
+    let failed = lines_with(&sy, "ACME order failed", 1);
+    assert!(failed[0]["fields"]["message"].as_str().unwrap().contains("serving the certificate in use"));
+    assert_eq!(failed[0]["fields"]["retry_in"], "1s");
+    assert_eq!(served_chain(sy.tls[0], &root).await, first);
 }
 
 #[tokio::test]

@@ -146,6 +146,8 @@ impl Collector for Exporter {
             }
             let help = "ACME orders that failed in a row (0 after a certificate is obtained)";
             gauge(&mut encoder, "acme_order_failures", help, certificate.failures() as i64)?;
+            let help = "TLS-ALPN-01 validation connections answered (from the ACME server, or anyone)";
+            counter(&mut encoder, "acme_validation_connections", help, certificate.validations())?;
         }
         if let Some(bridge) = &self.bridge {
             let (hits, misses) = bridge.cache_stats();

@@ -339,7 +339,11 @@ impl AcmeSection {
         let mut domains = Vec::with_capacity(self.domains.len());
         for (i, domain) in self.domains.iter().enumerate() {
             let key = format!("server.tls.acme.domains[{i}]");
-            domains.push(acme_domain(domain).map_err(|why| check.reject(&key, why))?);
+            let domain = acme_domain(domain).map_err(|why| check.reject(&key, why))?;
+            if domains.contains(&domain) {
+                return Err(check.reject(&key, format!("`{domain}` is listed twice: list each name once")));
+            }
+            domains.push(domain);
         }
         let mailbox = self.contact.strip_prefix("mailto:").unwrap_or_default();
         if !mailbox.contains('@') || mailbox.starts_with('@') || mailbox.ends_with('@') || mailbox.contains(',') {

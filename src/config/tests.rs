@@ -539,6 +539,7 @@ fn acme_rejections_point_at_the_value_and_say_what_to_write() {
         ("domains = [\"*.example.com\"], contact = \"mailto:a@b.c\", ", "domains[0]: `*.example.com` is a wildcard"),
         ("domains = [\"a.com\", \"10.0.0.1\"], contact = \"mailto:a@b.c\", ", "domains[1]: `10.0.0.1` is an IP"),
         ("domains = [\"bad_name.com\"], contact = \"mailto:a@b.c\", ", "`bad_name.com` is not a DNS name"),
+        ("domains = [\"a.com\", \"A.com.\"], contact = \"mailto:a@b.c\", ", "domains[1]: `a.com` is listed twice"),
         ("domains = [\"a.com\"], contact = \"ops@example.com\", ", "contact: `ops@example.com` is not one mailto:"),
         (
             "domains = [\"a.com\"], contact = \"mailto:a@b.c\", directory = \"http://acme.test/dir\", ",

@@ -53,6 +53,8 @@ pub struct AcmeStatus {
     not_after: AtomicI64,
     /// Orders that failed in a row (0 after a success).
     failures: AtomicU64,
+    /// TLS-ALPN-01 probes answered (anyone may send one: counted, logged at debug only).
+    validations: AtomicU64,
 }
 
 impl AcmeStatus {
@@ -64,6 +66,11 @@ impl AcmeStatus {
     /// Orders that failed in a row.
     pub fn failures(&self) -> u64 {
         self.failures.load(Ordering::Relaxed)
+    }
+
+    /// TLS-ALPN-01 validation connections answered.
+    pub fn validations(&self) -> u64 {
+        self.validations.load(Ordering::Relaxed)
     }
 }
 
@@ -106,7 +113,8 @@ impl Acme {
     pub async fn accept(&self, stream: TcpStream) -> std::io::Result<Option<TlsStream<TcpStream>>> {
         let start = tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), stream).await?;
         if rustls_acme::is_tls_alpn_challenge(&start.client_hello()) {
-            tracing::info!(sni = start.client_hello().server_name(), "ACME TLS-ALPN-01 validation connection");
+            self.status.validations.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(sni = start.client_hello().server_name(), "ACME TLS-ALPN-01 validation connection");
             let mut tls = start.into_stream(self.challenge.clone()).await?;
             let _ = tls.shutdown().await;
             return Ok(None);
