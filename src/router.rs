@@ -4,7 +4,8 @@
 //! 403 denied, 400 plain HTTP on a WebSocket-only path), a file under a `[[static]]`
 //! prefix (after the WebSocket routes, so a route may claim a path under it), or plain
 //! HTTP for the upstream.
-//! The request's id and forwarding facts are worked out here, once, for both sides.
+//! The request's forwarding facts are worked out here, once, for both sides, under the id
+//! the server gave the request (`downstream::Downstream::request_id`).
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
