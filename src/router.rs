@@ -4,7 +4,8 @@
 //! 403 denied, 400 plain HTTP on a WebSocket-only path), a file under a `[[static]]`
 //! prefix (after the WebSocket routes, so a route may claim a path under it), or plain
 //! HTTP for the upstream.
-//! The request's forwarding facts are worked out here, once, for both sides.
+//! The request's forwarding facts are worked out here, once, for both sides, under the id
+//! the server gave the request (`downstream::Downstream::request_id`).
 
 use http::{header, HeaderValue, Method, Request, Response, StatusCode, Version};
 use hyper::body::Incoming;
@@ -43,8 +44,14 @@ impl Router {
         Self { proxy, routes, statics, websockets, watch, https_port }
     }
 
-    /// Answers one downstream request.
-    pub async fn handle(&self, mut req: Request<Incoming>, downstream: Downstream) -> Response<Body> {
+    /// Answers one downstream request known by `request_id` (from
+    /// [`Downstream::request_id`]; the caller puts it on the response).
+    pub async fn handle(
+        &self,
+        mut req: Request<Incoming>,
+        downstream: Downstream,
+        request_id: HeaderValue,
+    ) -> Response<Body> {
         if req.method() == Method::CONNECT {
             tracing::debug!(peer = %downstream.peer, "CONNECT refused");
             return body::text(StatusCode::METHOD_NOT_ALLOWED, "CONNECT is not supported: this is not a forward proxy");
@@ -59,13 +66,18 @@ impl Router {
         if client_script::wants(&req) {
             return client_script::serve(&req);
         }
-        let forwarding = downstream.forwarding(req.headers());
         match self.routes.decide(req.uri().path(), is_websocket_upgrade(&req)) {
             Decision::Forward { buffering } => match self.statics.find(req.uri().path()) {
                 Some(dir) => dir.serve(req).await,
-                None => self.forward(req, &downstream, &forwarding, buffering).await,
+                None => {
+                    let forwarding = downstream.forwarding(req.headers(), request_id);
+                    self.forward(req, &downstream, &forwarding, buffering).await
+                }
             },
-            Decision::Upgrade(route) => self.websockets.upgrade(req, route, forwarding).await,
+            Decision::Upgrade(route) => {
+                let forwarding = downstream.forwarding(req.headers(), request_id);
+                self.websockets.upgrade(req, route, forwarding).await
+            }
             Decision::NoRoute => body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path"),
             Decision::Denied => body::text(StatusCode::FORBIDDEN, "WebSocket is not allowed on this path"),
             Decision::WebsocketOnly => {

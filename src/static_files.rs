@@ -24,6 +24,7 @@
 //!   not UTF-8 once decoded. Directories are 404: there is no listing and no index.
 //! - Symlinks are followed while they stay inside the folder; one that leads out is 404
 //!   unless the entry says `follow_symlinks = true` (what `collectstatic --link` needs).
+//!   Only regular files are served: a FIFO or device is 404, never opened.
 //! - `Cache-Control`: names with ManifestStaticFilesStorage's content hash
 //!   (`name.<12 hex>.ext`) get `public, max-age=31536000, immutable`; others
 //!   `public, max-age=<max_age>`, or `no-cache` for a `max_age` of 0.
@@ -186,20 +187,20 @@ struct Confined {
 }
 
 impl Confined {
-    /// `path`, resolved, when it is inside the folder. The folder is resolved on each call
-    /// too: a deploy may point a `current` symlink at a new release under a running server.
+    /// `path`, resolved, when it is a regular file or a folder (a FIFO or a device would
+    /// hold a blocking thread, or read forever) and, under confinement, inside the folder.
+    /// The folder is resolved on each call too: a deploy may point a `current` symlink at
+    /// a new release under a running server.
     async fn resolve(&self, path: PathBuf) -> io::Result<PathBuf> {
-        if !self.confine {
-            return Ok(path);
-        }
-        let root = self.root.clone();
+        let (root, confine) = (self.root.clone(), self.confine);
         let resolved = tokio::task::spawn_blocking(move || {
-            let real = std::fs::canonicalize(&path)?;
-            let inside = real.starts_with(std::fs::canonicalize(&root)?);
-            if !inside {
+            let real = if confine { std::fs::canonicalize(&path)? } else { path.clone() };
+            if confine && !real.starts_with(std::fs::canonicalize(&root)?) {
                 tracing::debug!(path = %path.display(), "static file leads out of its folder: refused");
+                return Ok(None);
             }
-            Ok::<_, io::Error>(inside.then_some(real))
+            let kind = std::fs::metadata(&real)?.file_type();
+            Ok::<_, io::Error>((kind.is_file() || kind.is_dir()).then_some(real))
         });
         resolved.await.map_err(io::Error::other)??.ok_or_else(|| io::ErrorKind::NotFound.into())
     }

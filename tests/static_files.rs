@@ -335,6 +335,17 @@ async fn a_raw_backslash_never_reaches_a_file() {
 }
 
 #[tokio::test]
+async fn a_fifo_in_the_folder_is_404_and_never_opened() {
+    let site = Site::start("").await;
+    let fifo = std::ffi::CString::new(site.root.path().join("collected/pipe").to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    // Opening a FIFO for reading blocks until a writer comes: a request that opened it
+    // would never be answered, and the patience below would run out.
+    let response = tokio::time::timeout(PATIENCE, site.get("/static/pipe", &[])).await.expect("answered");
+    assert_eq!(response.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
 async fn a_symlink_that_stays_inside_the_folder_is_followed() {
     let site = Site::start("").await;
     let response = site.get("/static/in.txt", &[]).await;

@@ -67,6 +67,9 @@ pub struct CallHeaders<'a> {
     pub forwarded_for: Option<&'a HeaderValue>,
     /// The scheme the browser used.
     pub forwarded_proto: Option<&'static str>,
+    /// The `X-Request-Id` of the socket's upgrade request, so Django's log of a call can be
+    /// matched to the socket.
+    pub request_id: Option<&'a HeaderValue>,
 }
 
 /// The pooled, signing client; cheap to clone.
@@ -152,6 +155,9 @@ impl Backend {
         }
         if let Some(proto) = headers.forwarded_proto {
             request = request.header("x-forwarded-proto", proto);
+        }
+        if let Some(id) = headers.request_id {
+            request = request.header(crate::downstream::X_REQUEST_ID, id);
         }
         request.body(Full::new(body)).map_err(|e| BackendError::BadReply(format!("bad backend URL {url}: {e}")))
     }

@@ -51,6 +51,8 @@ pub struct Caller {
     pub forwarded_for: Option<HeaderValue>,
     /// The scheme the browser used.
     pub scheme: &'static str,
+    /// The upgrade request's `X-Request-Id`, sent with every call this socket makes.
+    pub request_id: HeaderValue,
     /// Per-connection state, a JSON object set by backends.
     pub state: Mutex<Value>,
 }
@@ -74,6 +76,7 @@ impl Caller {
             cookie: self.cookie.as_ref().filter(|_| forward_cookie),
             forwarded_for: self.forwarded_for.as_ref(),
             forwarded_proto: Some(self.scheme),
+            request_id: Some(&self.request_id),
         }
     }
 }

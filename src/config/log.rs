@@ -30,7 +30,9 @@ pub(super) struct LogSection {
     /// Log format: "text" for people, "json" for log collectors. Default: "text".
     #[serde(default)]
     pub format: LogFormat,
-    /// Write one access line per request (target `switchyard::access`). Default: true.
+    /// Write one access line per request (target `switchyard::access`): method, path,
+    /// status, bytes, total_ms, upstream_ms, peer and request_id (the X-Request-Id sent to
+    /// Django, to command backends and back to the browser). Default: true.
     #[serde(default = "default_access")]
     pub access: bool,
 }

@@ -112,7 +112,8 @@ pub(super) struct ServerSection {
     /// TLS listeners, certificate and key (see `[server.tls]`). Default: no TLS.
     pub tls: Option<TlsSection>,
     /// Peers (addresses or CIDR ranges) whose X-Forwarded-For/-Proto/-Host headers are
-    /// believed, e.g. a TLS-terminating load balancer. From anyone else they are replaced.
+    /// believed, e.g. a TLS-terminating load balancer, and whose X-Request-Id is kept when
+    /// it is 1 to 128 of `A-Z a-z 0-9 - _ . : + / = @`. From anyone else they are replaced.
     /// Default: none.
     #[serde(default)]
     pub trusted_proxies: Vec<TrustedProxy>,

@@ -113,3 +113,57 @@ pub(super) fn check_prefixes(statics: &[StaticConfig], check: &Check) -> Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::super::{parse, Config, ConfigError, DEFAULT_STATIC_MAX_AGE};
+
+    const MINIMAL: &str = "\n[server]\nlisten = [\"127.0.0.1:8080\"]\n[upstream]\nurl = \"http://127.0.0.1:8000\"\n";
+    fn with_static(entry: &str) -> (tempfile::TempDir, Result<Config, ConfigError>) {
+        let base = tempfile::tempdir().unwrap();
+        std::fs::create_dir(base.path().join("collected")).unwrap();
+        let env: HashMap<&str, &str> = HashMap::new();
+        let text = format!("{MINIMAL}[[static]]\n{entry}");
+        let parsed = parse(&text, "switchyard.toml", base.path(), &env);
+        (base, parsed)
+    }
+
+    #[test]
+    fn a_static_entry_is_anchored_at_the_config_folder_with_its_defaults() {
+        let (base, parsed) = with_static("prefix = \"/static/\"\ndir = \"collected\"\n");
+        let config = parsed.unwrap();
+        assert_eq!(config.statics.len(), 1);
+        assert_eq!(config.statics[0].prefix, "/static/");
+        assert_eq!(config.statics[0].dir, base.path().join("collected"));
+        assert_eq!(config.statics[0].max_age, DEFAULT_STATIC_MAX_AGE);
+        assert!(!config.statics[0].follow_symlinks);
+    }
+
+    #[test]
+    fn a_static_prefix_must_start_and_end_with_a_slash() {
+        for prefix in ["static/", "/static", "/", "", "//", "/a//b/", "/../", "/st atic/", "/%73tatic/"] {
+            let (_base, parsed) = with_static(&format!("prefix = \"{prefix}\"\ndir = \"collected\"\n"));
+            let text = parsed.unwrap_err().to_string();
+            assert!(text.starts_with("switchyard.toml:7:10: static[0].prefix: "), "{prefix:?}: {text}");
+            assert!(text.contains("like \"/static/\""), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_static_dir_that_does_not_exist_is_rejected_with_what_to_write() {
+        let (_base, parsed) = with_static("prefix = \"/static/\"\ndir = \"missing\"\n");
+        let text = parsed.unwrap_err().to_string();
+        assert!(text.starts_with("switchyard.toml:8:7: static[0].dir: "), "{text}");
+        assert!(text.contains("is not a directory: write the folder Django's collectstatic fills"), "{text}");
+    }
+
+    #[test]
+    fn two_static_entries_with_one_prefix_are_rejected() {
+        let entry = "prefix = \"/static/\"\ndir = \"collected\"\n";
+        let (_base, parsed) = with_static(&format!("{entry}[[static]]\n{entry}"));
+        let text = parsed.unwrap_err().to_string();
+        assert!(text.contains("static[1].prefix: `/static/` is already the prefix of static[0]"), "{text}");
+    }
+}

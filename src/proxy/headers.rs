@@ -4,7 +4,8 @@
 //! `X-Switchyard-*` go, header names with an underscore go (a WSGI server maps
 //! `X_Switchyard_User` onto the same variable as `X-Switchyard-User`; nginx drops them
 //! too), several `Cookie` fields become one joined with "; " (as Django 6 does), and
-//! `X-Forwarded-For/-Proto/-Host` are set from the request's [`Forwarding`] facts. From an
+//! `X-Forwarded-For/-Proto/-Host` and `X-Request-Id` are set from the request's
+//! [`Forwarding`] facts. From an
 //! untrusted peer every other forwarding claim (`Forwarded`, `X-Real-IP`,
 //! `X-Forwarded-Port`, `-Ssl`, `-Scheme`, `X-Client-IP`) goes. Request trailers never reach
 //! the upstream (see `request_body`).
@@ -13,7 +14,7 @@
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 
-use crate::downstream::{Forwarding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO};
+use crate::downstream::{Forwarding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the old Keep-Alive
 /// and Proxy-Connection that browsers still send, and the proxy credentials meant for us).
@@ -61,6 +62,7 @@ pub fn prepare_request(headers: &mut HeaderMap, trusted: bool, forwarding: &Forw
     }
     headers.insert(X_FORWARDED_FOR, forwarding.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(forwarding.scheme));
+    headers.insert(X_REQUEST_ID, forwarding.request_id.clone());
     match &forwarding.forwarded_host {
         Some(host) => headers.insert(X_FORWARDED_HOST, host.clone()),
         None => headers.remove(X_FORWARDED_HOST),

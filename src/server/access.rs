@@ -27,6 +27,8 @@ pub struct AccessRecord {
     pub upstream: Option<Duration>,
     /// The downstream peer.
     pub peer: std::net::SocketAddr,
+    /// The request's `X-Request-Id` (as sent to Django and returned to the browser).
+    pub request_id: http::HeaderValue,
 }
 
 /// Milliseconds with two decimals, "-" when absent.
@@ -63,6 +65,7 @@ pin_project! {
                 total_ms = %Millis(Some(r.started.elapsed())),
                 upstream_ms = %Millis(r.upstream),
                 peer = %r.peer,
+                request_id = %r.request_id.to_str().unwrap_or("-"),
             );
         }
     }

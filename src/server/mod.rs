@@ -35,7 +35,7 @@ use crate::body::Body;
 use crate::clock::Clock;
 use crate::config::Config;
 use crate::django::SessionBridge;
-use crate::downstream::Downstream;
+use crate::downstream::{Downstream, X_REQUEST_ID};
 use crate::hub::Hub;
 use crate::proxy::{TempDisk, UpstreamTime};
 use crate::router::Router;
@@ -484,14 +484,18 @@ fn log_end<E: std::fmt::Display>(result: Result<(), E>, downstream: &Downstream)
 }
 
 impl Shared {
-    /// Routes one request and wraps the response for the access log.
+    /// Routes one request under its id (which the response carries) and wraps the
+    /// response for the access log.
     async fn respond(&self, req: Request<Incoming>, downstream: Downstream) -> Response<Body> {
-        if !self.config.log.access {
-            return self.router.handle(req, downstream).await;
-        }
-        let started = Instant::now();
-        let (method, path) = (req.method().clone(), req.uri().path().to_owned());
-        let response = self.router.handle(req, downstream).await;
+        let request_id = downstream.request_id(req.headers());
+        let logged =
+            self.config.log.access.then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
+        let mut response = self.router.handle(req, downstream, request_id.clone()).await;
+        let Some((started, method, path)) = logged else {
+            response.headers_mut().insert(X_REQUEST_ID, request_id);
+            return response;
+        };
+        response.headers_mut().insert(X_REQUEST_ID, request_id.clone());
         let record = access::AccessRecord {
             started,
             method,
@@ -499,6 +503,7 @@ impl Shared {
             status: response.status(),
             upstream: response.extensions().get::<UpstreamTime>().map(|t| t.0),
             peer: downstream.peer,
+            request_id,
         };
         response.map(|body| access::Logged::new(body, record).boxed())
     }

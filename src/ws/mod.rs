@@ -127,6 +127,7 @@ impl Websockets {
             cookie,
             forwarded_for: Some(forwarding.forwarded_for),
             scheme: forwarding.scheme,
+            request_id: forwarding.request_id,
             state: Mutex::new(serde_json::json!({})),
         };
         Ok((accepted, Arc::new(caller), slot))

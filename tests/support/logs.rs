@@ -31,7 +31,24 @@ pub fn capture(filter: &str) -> Logs {
     Logs { buffer, _guard: tracing::subscriber::set_default(subscriber) }
 }
 
+/// [`capture`] in the text format people read (`[log] format = "text"`); read it with
+/// [`Logs::text`].
+pub fn capture_text(filter: &str) -> Logs {
+    let buffer = Arc::new(Mutex::new(Vec::new()));
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(Sink(buffer.clone()))
+        .finish();
+    Logs { buffer, _guard: tracing::subscriber::set_default(subscriber) }
+}
+
 impl Logs {
+    /// Everything so far, as written.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.buffer.lock().unwrap_or_else(|e| e.into_inner())).into_owned()
+    }
+
     /// Every line so far, parsed.
     pub fn lines(&self) -> Vec<serde_json::Value> {
         let bytes = self.buffer.lock().unwrap_or_else(|e| e.into_inner()).clone();

@@ -17,7 +17,7 @@ fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
 fn prepared(pairs: &[(&str, &str)], trusted: bool, tls: bool) -> HeaderMap {
     let mut h = headers(pairs);
     let ds = downstream(trusted, tls);
-    let forwarding = ds.forwarding(&h);
+    let forwarding = ds.forwarding(&h, HeaderValue::from_static("id"));
     prepare_request(&mut h, trusted, &forwarding);
     h
 }
