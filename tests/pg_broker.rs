@@ -425,6 +425,18 @@ async fn publish_range(db: &mut tokio_postgres::Client, from: u64, to: u64) {
     }
 }
 
+/// One node on `database` with a socket on `news` that has read events 1..=`count`
+/// (published one transaction each), and the writer's connection.
+async fn one_node_read(database: &str, count: u64) -> (Node, Client, tokio_postgres::Client) {
+    let node = Node::start(database, NEWS);
+    let mut reader = open(node.addr()).await;
+    subscribe(&mut reader, json!("news")).await;
+    let mut writer = pg::connect(database).await;
+    publish_range(&mut writer, 1, count).await;
+    expect_range(&mut reader, 1, count).await;
+    (node, reader, writer)
+}
+
 /// Reads `news` pushes until `n` = `to`, checking they are `from..=to` with offsets equal to `n`.
 async fn expect_range(reader: &mut Client, from: u64, to: u64) {
     let got = numbered(&pushes(reader, (to - from + 1) as usize).await);
@@ -490,12 +502,7 @@ async fn after_a_postgresql_restart_both_nodes_reconnect_and_catch_up() {
 async fn while_postgresql_is_down_sockets_stay_open_and_history_answers() {
     let cluster = pg::OwnCluster::start();
     let db = FreshDatabase::on(&cluster.url).await;
-    let node = Node::start(&db.url, NEWS);
-    let mut reader = open(node.addr()).await;
-    subscribe(&mut reader, json!("news")).await;
-    let mut writer = pg::connect(&db.url).await;
-    publish_range(&mut writer, 1, 5).await;
-    expect_range(&mut reader, 1, 5).await;
+    let (node, mut reader, _) = one_node_read(&db.url, 5).await;
     cluster.halt();
     binary::wait_for_line(&node.process.lines, "outbox listener disconnected", READY);
     let health = support::wait_for("healthz reports the broker reconnecting", || async {
@@ -523,12 +530,7 @@ async fn while_postgresql_is_down_sockets_stay_open_and_history_answers() {
 #[tokio::test]
 async fn a_node_cut_off_past_pruning_tells_subscribers_the_lost_range_and_counts_it() {
     let db = FreshDatabase::new().await;
-    let node = Node::start(&db.url, NEWS);
-    let mut reader = open(node.addr()).await;
-    subscribe(&mut reader, json!("news")).await;
-    let mut writer = pg::connect(&db.url).await;
-    publish_range(&mut writer, 1, 2).await;
-    expect_range(&mut reader, 1, 2).await;
+    let (node, mut reader, mut writer) = one_node_read(&db.url, 2).await;
     // Cut the node off: no new connection to this database, and its open ones ended
     // (the writer's connection stays). Run from another database: one cannot lock itself out.
     let name: String = writer.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
@@ -680,12 +682,7 @@ fn sample(text: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn healthz_and_metrics_show_the_broker_listening_its_lag_and_events_per_second() {
     let db = FreshDatabase::new().await;
-    let node = Node::start(&db.url, NEWS);
-    let mut reader = open(node.addr()).await;
-    subscribe(&mut reader, json!("news")).await;
-    let mut writer = pg::connect(&db.url).await;
-    publish_range(&mut writer, 1, 20).await;
-    expect_range(&mut reader, 1, 20).await;
+    let (node, _reader, _writer) = one_node_read(&db.url, 20).await;
     // The rate counts whole seconds: it shows once the second the events came in is over.
     let (status, health) = support::wait_for("healthz shows events per second", || async {
         let (status, health) = node.health().await;
