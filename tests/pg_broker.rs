@@ -65,15 +65,7 @@ impl Node {
 
     /// `method path` on the admin listener with the key; (status, body as JSON or text).
     async fn admin(&self, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
-        let request = http::Request::builder()
-            .method(method)
-            .uri(support::url(self.process.admin.expect("an admin listener"), path))
-            .header("authorization", format!("Bearer {ADMIN_KEY}"))
-            .body(support::bytes_body(body.map(|b| b.to_string()).unwrap_or_default()))
-            .unwrap();
-        let response = support::client().request(request).await.expect("the admin listener answers");
-        let status = response.status().as_u16();
-        (status, String::from_utf8_lossy(&support::read_body(response).await).into_owned())
+        admin_at(self.process.admin.expect("an admin listener"), method, path, body).await
     }
 
     /// `GET /healthz`: (status, body).
@@ -81,6 +73,19 @@ impl Node {
         let (status, body) = self.admin("GET", "/healthz", None).await;
         (status, serde_json::from_str(&body).expect("healthz answers JSON"))
     }
+}
+
+/// `method path` on the admin listener at `admin` with the key; (status, body as text).
+async fn admin_at(admin: SocketAddr, method: &str, path: &str, body: Option<Value>) -> (u16, String) {
+    let request = http::Request::builder()
+        .method(method)
+        .uri(support::url(admin, path))
+        .header("authorization", format!("Bearer {ADMIN_KEY}"))
+        .body(support::bytes_body(body.map(|b| b.to_string()).unwrap_or_default()))
+        .unwrap();
+    let response = support::client().request(request).await.expect("the admin listener answers");
+    let status = response.status().as_u16();
+    (status, String::from_utf8_lossy(&support::read_body(response).await).into_owned())
 }
 
 /// Two nodes on `database`.
@@ -425,6 +430,18 @@ async fn publish_range(db: &mut tokio_postgres::Client, from: u64, to: u64) {
     }
 }
 
+/// One node on `database` with a socket on `news` that has read events 1..=`count`
+/// (published one transaction each), and the writer's connection.
+async fn one_node_read(database: &str, count: u64) -> (Node, Client, tokio_postgres::Client) {
+    let node = Node::start(database, NEWS);
+    let mut reader = open(node.addr()).await;
+    subscribe(&mut reader, json!("news")).await;
+    let mut writer = pg::connect(database).await;
+    publish_range(&mut writer, 1, count).await;
+    expect_range(&mut reader, 1, count).await;
+    (node, reader, writer)
+}
+
 /// Reads `news` pushes until `n` = `to`, checking they are `from..=to` with offsets equal to `n`.
 async fn expect_range(reader: &mut Client, from: u64, to: u64) {
     let got = numbered(&pushes(reader, (to - from + 1) as usize).await);
@@ -490,12 +507,7 @@ async fn after_a_postgresql_restart_both_nodes_reconnect_and_catch_up() {
 async fn while_postgresql_is_down_sockets_stay_open_and_history_answers() {
     let cluster = pg::OwnCluster::start();
     let db = FreshDatabase::on(&cluster.url).await;
-    let node = Node::start(&db.url, NEWS);
-    let mut reader = open(node.addr()).await;
-    subscribe(&mut reader, json!("news")).await;
-    let mut writer = pg::connect(&db.url).await;
-    publish_range(&mut writer, 1, 5).await;
-    expect_range(&mut reader, 1, 5).await;
+    let (node, mut reader, _) = one_node_read(&db.url, 5).await;
     cluster.halt();
     binary::wait_for_line(&node.process.lines, "outbox listener disconnected", READY);
     let health = support::wait_for("healthz reports the broker reconnecting", || async {
@@ -523,12 +535,7 @@ async fn while_postgresql_is_down_sockets_stay_open_and_history_answers() {
 #[tokio::test]
 async fn a_node_cut_off_past_pruning_tells_subscribers_the_lost_range_and_counts_it() {
     let db = FreshDatabase::new().await;
-    let node = Node::start(&db.url, NEWS);
-    let mut reader = open(node.addr()).await;
-    subscribe(&mut reader, json!("news")).await;
-    let mut writer = pg::connect(&db.url).await;
-    publish_range(&mut writer, 1, 2).await;
-    expect_range(&mut reader, 1, 2).await;
+    let (node, mut reader, mut writer) = one_node_read(&db.url, 2).await;
     // Cut the node off: no new connection to this database, and its open ones ended
     // (the writer's connection stays). Run from another database: one cannot lock itself out.
     let name: String = writer.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
@@ -610,6 +617,51 @@ async fn an_admin_publish_on_one_node_reaches_both_with_the_offsets_it_answered(
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_admin_publishes_on_both_nodes_get_the_offsets_they_answered_in_one_order_everywhere() {
+    let db = FreshDatabase::new().await;
+    let nodes = two_nodes(&db.url, NEWS);
+    let mut readers = subscribed(&nodes, "news").await;
+    let admins = [nodes[0].process.admin.unwrap(), nodes[1].process.admin.unwrap()];
+    // Eight publishers, four on each node, each sending batches of 1-3 items one after the
+    // other: the nodes group their concurrent batches into shared transactions.
+    let publishers: Vec<_> = (0..8u64)
+        .map(|p| {
+            tokio::spawn(async move {
+                let mut rng = Rng::new(p + 7);
+                let mut sent = Vec::new();
+                for b in 0..12 {
+                    let items: Vec<Value> = (0..=rng.below(3))
+                        .map(|i| json!({"channel": "news", "data": {"p": p, "b": b, "i": i}}))
+                        .collect();
+                    let (status, body) =
+                        admin_at(admins[(p % 2) as usize], "POST", "/api/publish", Some(json!(items))).await;
+                    assert_eq!(status, 200, "{body}");
+                    let answer: Value = serde_json::from_str(&body).unwrap();
+                    let offsets: Vec<u64> =
+                        answer["results"].as_array().unwrap().iter().map(|r| r["offset"].as_u64().unwrap()).collect();
+                    assert_eq!(offsets.len(), items.len(), "{answer}");
+                    assert!(offsets.windows(2).all(|w| w[1] == w[0] + 1), "one batch, consecutive: {answer}");
+                    sent.extend(offsets.into_iter().zip(items.into_iter().map(|i| i["data"].clone())));
+                }
+                sent
+            })
+        })
+        .collect();
+    let mut answered: Vec<(u64, Value)> = Vec::new();
+    for publisher in publishers {
+        let sent = publisher.await.unwrap();
+        assert!(sent.windows(2).all(|w| w[1].0 > w[0].0), "a publisher's batches are numbered in its order");
+        answered.extend(sent);
+    }
+    answered.sort_by_key(|(offset, _)| *offset);
+    let total = answered.len() as u64;
+    assert_eq!(answered.iter().map(|(o, _)| *o).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+    for reader in &mut readers {
+        assert_eq!(numbered(&pushes(reader, answered.len()).await), answered, "every node, the answered offsets");
+    }
+}
+
 #[tokio::test]
 async fn an_admin_broadcast_on_one_node_reaches_every_socket_on_both() {
     let db = FreshDatabase::new().await;
@@ -680,12 +732,7 @@ fn sample(text: &str, name: &str) -> f64 {
 #[tokio::test]
 async fn healthz_and_metrics_show_the_broker_listening_its_lag_and_events_per_second() {
     let db = FreshDatabase::new().await;
-    let node = Node::start(&db.url, NEWS);
-    let mut reader = open(node.addr()).await;
-    subscribe(&mut reader, json!("news")).await;
-    let mut writer = pg::connect(&db.url).await;
-    publish_range(&mut writer, 1, 20).await;
-    expect_range(&mut reader, 1, 20).await;
+    let (node, _reader, _writer) = one_node_read(&db.url, 20).await;
     // The rate counts whole seconds: it shows once the second the events came in is over.
     let (status, health) = support::wait_for("healthz shows events per second", || async {
         let (status, health) = node.health().await;

@@ -3,29 +3,28 @@
 //! and waits for its WAL flush while holding it (docs/outbox.md, "What happens at commit"),
 //! so commits go one at a time and one event per transaction caps a node at one event per
 //! flush. Here, whatever `send`s are waiting when a transaction can start go into it
-//! together: one `switchyard_outbox_publish` call, one flush, one lock hold.
+//! together: one transaction (insert, number at once, read the positions back, commit),
+//! one flush, one lock hold. (Not `switchyard_outbox_publish`: v1's finds the positions it
+//! returns by reading the whole stamps table, under the lock; see `NUMBERED`.)
 //!
 //! What stays as it was: each `send` is atomic (all its items commit, or none) and its
 //! items get consecutive positions in their order; its receipts are its own. Requests are
-//! taken first come, first served, and batches run in that order on one connection
-//! (pipelined: the next batch is on the wire while the previous one commits), so a caller
-//! that waits for one `send` before the next sees them numbered in that order.
+//! taken first come, first served, and batches run in that order on one connection of
+//! the committer's own (while one commits, the next gathers), so a caller that waits for
+//! one `send` before the next sees them numbered in that order.
 //!
 //! Bounds: at most [`QUEUE`] requests wait; a batch holds at most [`MAX_ITEMS`] items and
 //! [`MAX_BYTES`] bytes of item text (a single request larger than that goes alone: it is
-//! bounded by the admin API's own limits); at most [`DEPTH`] batches are in flight. A batch
+//! bounded by the admin API's own limits); one batch is in flight. A batch
 //! that PostgreSQL refuses for an item's fault is retried one request at a time, so one bad
 //! item fails only its own request.
 
-use std::sync::Arc;
-
-use futures_util::stream::{FuturesOrdered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::Type;
-use tokio_postgres::Row;
+use tokio_postgres::{Client, Config, Row};
 use tokio_util::sync::CancellationToken;
 
-use super::db::{self, Db};
+use super::db;
 use super::OutboxError;
 
 /// Requests waiting for a batch; past it, `send` waits (bounded by the query timeout).
@@ -34,14 +33,25 @@ pub const QUEUE: usize = 1024;
 pub const MAX_ITEMS: usize = 256;
 /// Most bytes of item JSON in one batch.
 pub const MAX_BYTES: usize = 4 << 20;
-/// Batches on the wire at once: one committing, one waiting right behind it.
-pub const DEPTH: usize = 2;
 
-/// Longest a `send` waits for its batch's answer once queued: its own query's bound and
-/// the one ahead of it on the wire.
-const ANSWER_TIMEOUT: std::time::Duration = db::QUERY_TIMEOUT.saturating_mul(DEPTH as u32 + 1);
+/// Longest a `send` waits for its batch's answer once queued: its own transaction's bound,
+/// the one committing ahead of it, and a retry one request at a time.
+const ANSWER_TIMEOUT: std::time::Duration = db::QUERY_TIMEOUT.saturating_mul(4);
 
-const PUBLISH: &str = "SELECT pos, \"offset\", epoch FROM switchyard_outbox_publish($1::json)";
+/// The batch's rows, in the items' order (what `switchyard_outbox_publish` inserts).
+const INSERT: &str = "INSERT INTO switchyard_outbox (kind, channel, ids, event, data) \
+     SELECT e.item->>'kind', e.item->>'channel', \
+            CASE WHEN json_typeof(e.item->'ids') = 'array' \
+                 THEN ARRAY(SELECT json_array_elements_text(e.item->'ids')) END, \
+            coalesce(e.item->>'event', 'message'), coalesce(e.item->'data', 'null') \
+     FROM json_array_elements($1::json) WITH ORDINALITY AS e(item, n) ORDER BY e.n";
+/// Numbers them now (under the numbering lock, held the few statements to the commit).
+const STAMP_NOW: &str = "SET CONSTRAINTS switchyard_outbox_stamp IMMEDIATE";
+/// Their stamps: the last `$1` positions this session took. The bound is a subquery, run
+/// once, so the primary key finds them; v1's `switchyard_outbox_publish` compares with
+/// `currval()` row by row instead, which reads the whole table under the lock.
+const NUMBERED: &str = "SELECT s.pos, s.\"offset\", s.epoch FROM switchyard_outbox_stamps s \
+     WHERE s.pos > (SELECT currval('switchyard_outbox_pos') - $1) ORDER BY s.pos";
 
 /// One `send`: its items as JSON texts, and where its rows go.
 struct Request {
@@ -84,32 +94,30 @@ impl Committer {
         }
     }
 
-    /// The committer's loop, on `db`, until `shutdown`; None if it already runs.
-    pub fn run(&self, db: Arc<Db>, shutdown: CancellationToken) -> Option<impl std::future::Future<Output = ()>> {
+    /// The committer's loop, on a connection of its own to `config`, until `shutdown`;
+    /// None if it already runs.
+    pub fn run(&self, config: Config, shutdown: CancellationToken) -> Option<impl std::future::Future<Output = ()>> {
         let rx = self.rx.lock().unwrap_or_else(|e| e.into_inner()).take()?;
-        Some(run(db, rx, shutdown))
+        Some(run(config, rx, shutdown))
     }
 }
 
-async fn run(db: Arc<Db>, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+async fn run(config: Config, mut rx: mpsc::Receiver<Request>, shutdown: CancellationToken) {
     let mut carry: Option<Request> = None;
-    let mut in_flight = FuturesOrdered::new();
+    let mut connection = Connection { config, live: None };
     loop {
-        let room = in_flight.len() < DEPTH;
-        tokio::select! {
+        let first = tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            Some(()) = in_flight.next(), if !in_flight.is_empty() => {}
-            first = next(&mut rx, &mut carry), if room => {
-                let Some(first) = first else { break };
-                let batch = gather(first, &mut rx, &mut carry);
-                in_flight.push_back(commit(db.clone(), batch));
-            }
-        }
+            first = next(&mut rx, &mut carry) => first,
+        };
+        // Every sender gone: the broker was dropped.
+        let Some(first) = first else { break };
+        // While this batch commits, the next one gathers in the queue.
+        let batch = gather(first, &mut rx, &mut carry);
+        commit(&mut connection, batch).await;
     }
-    // Shutdown, or every sender is gone: finish what is on the wire (each query is bounded);
-    // requests still queued are dropped, and their callers told the broker closed.
-    while in_flight.next().await.is_some() {}
+    // Requests still queued are dropped: their callers are told the broker closed.
 }
 
 async fn next(rx: &mut mpsc::Receiver<Request>, carry: &mut Option<Request>) -> Option<Request> {
@@ -137,7 +145,7 @@ fn gather(first: Request, rx: &mut mpsc::Receiver<Request>, carry: &mut Option<R
 }
 
 /// One transaction for the whole batch; on an item's fault, one per request.
-async fn commit(db: Arc<Db>, batch: Vec<Request>) {
+async fn commit(connection: &mut Connection, batch: Vec<Request>) {
     let text = |requests: &[Request]| {
         let mut text = String::with_capacity(requests.iter().map(|r| r.bytes).sum::<usize>() + 2);
         text.push('[');
@@ -150,11 +158,12 @@ async fn commit(db: Arc<Db>, batch: Vec<Request>) {
         text.push(']');
         text
     };
-    let outcome = publish(&db, text(&batch)).await;
+    let total: usize = batch.iter().map(|r| r.items.len()).sum();
+    let outcome = connection.publish(text(&batch), total).await;
     match outcome {
         Err(e) if batch.len() > 1 && refused(&e) => {
             for request in batch {
-                let alone = publish(&db, text(std::slice::from_ref(&request))).await;
+                let alone = connection.publish(text(std::slice::from_ref(&request)), request.items.len()).await;
                 let _ = request.reply.send(alone);
             }
         }
@@ -165,29 +174,70 @@ async fn commit(db: Arc<Db>, batch: Vec<Request>) {
                 let _ = request.reply.send(Err(e.take().unwrap_or_else(|| OutboxError::Batch(reason.clone()))));
             }
         }
-        Ok(mut rows) => {
-            let total: usize = batch.iter().map(|r| r.items.len()).sum();
-            if rows.len() != total {
-                let reason = format!("{total} items written, {} numbered", rows.len());
-                for request in batch {
-                    let _ = request.reply.send(Err(OutboxError::Batch(reason.clone())));
-                }
-                return;
-            }
+        Ok(rows) => {
             // Rows come in `pos` order, which is the items' order.
-            let mut rest = rows.split_off(0).into_iter();
+            let mut rows = rows.into_iter();
             for request in batch {
-                let mine: Vec<Row> = rest.by_ref().take(request.items.len()).collect();
+                let mine: Vec<Row> = rows.by_ref().take(request.items.len()).collect();
                 let _ = request.reply.send(Ok(mine));
             }
         }
     }
 }
 
-async fn publish(db: &Db, text: String) -> Result<Vec<Row>, OutboxError> {
-    let client = db.client().await?;
-    // Typed: one round trip, no statement to prepare and close.
-    db::bounded(client.query_typed(PUBLISH, &[(&text, Type::TEXT)])).await
+/// The committer's own connection, opened on first use and again after it failed.
+struct Connection {
+    config: Config,
+    live: Option<(Client, Driver)>,
+}
+
+/// Aborts a connection's driver when it is replaced or the committer ends.
+struct Driver(tokio::task::JoinHandle<()>);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+impl Connection {
+    /// Inserts the batch `text` (a JSON array of `count` items), numbers it at once and
+    /// commits, in one transaction: one row (pos, offset, epoch) per item, in order.
+    async fn publish(&mut self, text: String, count: usize) -> Result<Vec<Row>, OutboxError> {
+        let outcome = self.transaction(&text, count as i64).await;
+        if outcome.is_err() && self.live.as_ref().is_some_and(|(client, _)| client.is_closed()) {
+            self.live = None;
+        }
+        let rows = outcome?;
+        if rows.len() != count {
+            return Err(OutboxError::Batch(format!("{count} items written, {} numbered", rows.len())));
+        }
+        Ok(rows)
+    }
+
+    async fn transaction(&mut self, text: &str, count: i64) -> Result<Vec<Row>, OutboxError> {
+        if self.live.as_ref().is_none_or(|(client, _)| client.is_closed()) {
+            let (client, connection) = db::connect(&self.config).await?;
+            let driver = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!(error = %e, "outbox publishing connection ended");
+                }
+            });
+            self.live = Some((client, Driver(driver)));
+        }
+        let Some((client, _)) = self.live.as_mut() else { return Err(OutboxError::Closed) };
+        // Bounded as a whole; a transaction cut short is rolled back when it is dropped
+        // (tokio-postgres queues the ROLLBACK before anything else this connection sends).
+        db::bounded(async {
+            let tx = client.transaction().await?;
+            tx.query_typed(INSERT, &[(&text, Type::TEXT)]).await?;
+            tx.batch_execute(STAMP_NOW).await?;
+            let rows = tx.query_typed(NUMBERED, &[(&count, Type::INT8)]).await?;
+            tx.commit().await?;
+            Ok(rows)
+        })
+        .await
+    }
 }
 
 /// The item's fault (a check failed), not the database's.

@@ -118,8 +118,8 @@ impl OutboxError {
 pub struct PostgresBroker {
     hub: HubRef,
     db: Arc<Db>,
-    /// The publishing connection and its group commit.
-    commits: Arc<Db>,
+    /// The publishing connection's settings, and its group commit.
+    publisher: tokio_postgres::Config,
     committer: Committer,
     listen: tokio_postgres::Config,
     status: Arc<Status>,
@@ -139,7 +139,7 @@ impl PostgresBroker {
         Ok(Self {
             hub,
             db: Arc::new(Db::new(parsed.clone(), db::QUERY_CONNECTIONS, "broker")),
-            commits: Arc::new(Db::new(parsed.clone(), 1, "publisher")),
+            publisher: db::tuned(parsed.clone(), "publisher"),
             committer: Committer::default(),
             listen: db::tuned(parsed, "listener"),
             status: Arc::new(Status::default()),
@@ -280,7 +280,7 @@ impl Broker for PostgresBroker {
         let listener =
             listen::Listener { config: self.listen.clone(), hub: self.hub.clone(), status: self.status.clone() };
         let pruning = prune::run(self.db.clone(), self.retention, shutdown.clone());
-        let committing = self.committer.run(self.commits.clone(), shutdown.clone());
+        let committing = self.committer.run(self.publisher.clone(), shutdown.clone());
         Some(Box::pin(async move {
             let committing = async {
                 if let Some(committing) = committing {

@@ -15,6 +15,12 @@ use super::{prune, schema};
 
 /// The outbox installed in a fresh schema `name`, and a connection of the test's own to it.
 async fn outbox(name: &str) -> (Db, tokio_postgres::Client) {
+    let (db, client, _) = outbox_at(name).await;
+    (db, client)
+}
+
+/// As [`outbox`], with the settings that reach it.
+async fn outbox_at(name: &str) -> (Db, tokio_postgres::Client, tokio_postgres::Config) {
     let url = std::env::var("SWITCHYARD_TEST_PG")
         .expect("SWITCHYARD_TEST_PG is not set: run scripts/test (it starts a PostgreSQL cluster)");
     let schema_name = format!("sy_{name}_{}", std::process::id());
@@ -26,9 +32,9 @@ async fn outbox(name: &str) -> (Db, tokio_postgres::Client) {
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema_name} CASCADE; CREATE SCHEMA {schema_name}"))
         .await
         .unwrap();
-    let db = Db::new(config, 1, "broker");
+    let db = Db::new(config.clone(), 1, "broker");
     schema::ensure(&db.client().await.unwrap()).await.expect("the outbox installs");
-    (db, client)
+    (db, client, config)
 }
 
 /// Publishes events `from..=to` on `channel` in one transaction.
@@ -97,10 +103,10 @@ fn item(channel: &str, n: usize) -> String {
 
 #[tokio::test]
 async fn concurrent_publishes_share_one_transaction_and_each_gets_its_own_offsets_in_order() {
-    let (db, client) = outbox("group_commit").await;
+    let (_, client, config) = outbox_at("group_commit").await;
     let committer = Arc::new(Committer::default());
     let shutdown = CancellationToken::new();
-    tokio::spawn(committer.run(Arc::new(db), shutdown.clone()).expect("runs once"));
+    tokio::spawn(committer.run(config, shutdown.clone()).expect("runs once"));
     // All queued before the committer first runs (one thread): they make one batch.
     let sends = (0..50).map(|r| {
         let committer = committer.clone();
@@ -125,9 +131,9 @@ async fn concurrent_publishes_share_one_transaction_and_each_gets_its_own_offset
 
 #[tokio::test]
 async fn an_item_the_table_refuses_fails_only_its_own_request() {
-    let (db, client) = outbox("group_commit_refused").await;
+    let (_, client, config) = outbox_at("group_commit_refused").await;
     let committer = Arc::new(Committer::default());
-    tokio::spawn(committer.run(Arc::new(db), CancellationToken::new()).expect("runs once"));
+    tokio::spawn(committer.run(config, CancellationToken::new()).expect("runs once"));
     let sends = (0..5).map(|r| {
         let committer = committer.clone();
         // Request 2's second item breaks the table's channel check.
