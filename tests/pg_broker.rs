@@ -199,6 +199,28 @@ async fn a_100_kb_payload_arrives_whole_on_both_nodes() {
     }
 }
 
+/// Data PostgreSQL's `json` takes but serde_json does not: arrays nested 200 deep.
+fn nested_too_deep() -> String {
+    format!("{}{}", "[".repeat(200), "]".repeat(200))
+}
+
+#[tokio::test]
+async fn a_row_the_node_cannot_read_is_skipped_and_the_events_behind_it_still_arrive() {
+    let db = FreshDatabase::new().await;
+    let nodes = two_nodes(&db.url, NEWS);
+    let mut readers = subscribed(&nodes, "news").await;
+    let mut writer = pg::connect(&db.url).await;
+    let sql =
+        "INSERT INTO switchyard_outbox (kind, ids, event, data) VALUES ('users', ARRAY['1'], 'e', $1::text::json)";
+    writer.execute(sql, &[&nested_too_deep()]).await.expect("PostgreSQL takes it");
+    write(&mut writer, &[("news", json!({"n": "behind it"}))], true).await;
+    for reader in &mut readers {
+        assert_eq!(numbered(&pushes(reader, 1).await), [(1, json!({"n": "behind it"}))]);
+    }
+    let (status, health) = nodes[0].health().await;
+    assert_eq!(status, 200, "the listener kept listening: {health}");
+}
+
 // === many publishers, reconnecting subscribers ===
 
 /// `c:*` keeps enough history to recover any reconnect; `tiny:*` keeps 3 events, so a

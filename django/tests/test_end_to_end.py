@@ -281,3 +281,170 @@ def test_a_websocket_view_answers_each_message_and_plain_http_still_works(staff)
             assert json.loads(ws.recv(timeout=PATIENCE)) == {"hello": "root", "seen": seen}
             assert ws.recv(timeout=PATIENCE) == text.upper()
     assert staff.request("/live/echo/") == (200, "plain page")
+
+
+# === the postgres transport: events as outbox rows, delivered by the binary's broker ===
+
+on_postgres = pytest.mark.skipif(
+    os.environ.get("SWITCHYARD_TEST_DATABASE", "sqlite") == "sqlite", reason="the outbox lives in PostgreSQL"
+)
+
+
+def pg_settings(name: str) -> dict:
+    """DATABASES["default"] of the sample project on database `name` of the harness cluster."""
+    from project.settings import _database
+
+    os.environ["SWITCHYARD_TEST_PG_NAME"] = name
+    try:
+        return _database()
+    finally:
+        del os.environ["SWITCHYARD_TEST_PG_NAME"]
+
+
+def pg_params(name: str) -> dict:
+    """psycopg.connect() keywords for database `name`."""
+    db = pg_settings(name)
+    return {"host": db["HOST"], "port": db["PORT"] or None, "user": db["USER"], "dbname": name}
+
+
+def site_query(site: Site, sql: str) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(**pg_params(site.env["SWITCHYARD_TEST_PG_NAME"])) as db:
+        return db.execute(sql).fetchall()
+
+
+@on_postgres
+def test_the_outbox_delivers_each_kind_in_commit_order_and_never_a_rolled_back_event(site, staff):
+    assert site_query(site, "SELECT count(*) FROM switchyard_outbox WHERE event = 'first'") == [(0,)]
+    with subscribed(staff, "model:shop.Product") as ws:
+        status, body = staff.request("/outbox-tour/", {})
+        assert status == 200, body
+        seen = pushes(ws, 5)
+    assert [p["event"] for p in seen] == ["first", "notice", "everyone", "big", "last"]
+    assert seen[1]["data"] == {"to": "root"} and seen[3]["data"] == {"text": "x" * 100_000}
+    offsets = [p["offset"] for p in seen if "offset" in p]
+    assert len(offsets) == 3 and offsets == sorted(offsets)
+    # Written by Django's own transaction (auto is postgres here), the one that wrote the
+    # Note: the http transport's rows would be the node's, written after that commit.
+    writers = site_query(
+        site,
+        "SELECT DISTINCT xmin::text FROM switchyard_outbox WHERE event IN ('first', 'notice', 'everyone', 'big') "
+        "UNION SELECT xmin::text FROM shop_note WHERE text = 'outbox tour'",
+    )
+    assert len(writers) == 1, writers
+    assert site_query(site, "SELECT count(*) FROM switchyard_outbox WHERE event = 'ghost'") == [(0,)]
+
+
+@on_postgres
+def test_a_disconnect_through_the_outbox_closes_the_users_socket(site):
+    browser = Browser(site)
+    browser.login()
+    with subscribed(browser, "model:shop.Product") as ws:
+        status, _ = browser.request("/disconnect-me/", {})
+        assert status == 200
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=PATIENCE)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+    assert site_query(site, "SELECT kind FROM switchyard_outbox ORDER BY id DESC LIMIT 1") == [("revoke_user",)]
+
+
+# What the outbox consists of, as PostgreSQL describes it: two installs that agree here are
+# the same tables, columns, checks, indexes, triggers, functions and sequences.
+CATALOG = """
+SELECT 'column', table_name || '.' || column_name || ' ' || data_type || ' ' || coalesce(column_default, '')
+       || ' ' || is_nullable
+  FROM information_schema.columns WHERE table_schema = 'public' AND table_name LIKE 'switchyard%'
+UNION ALL SELECT 'constraint', conrelid::regclass || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+  FROM pg_constraint WHERE conrelid::regclass::text LIKE 'switchyard%' AND contype <> 't'
+UNION ALL SELECT 'index', indexdef FROM pg_indexes WHERE tablename LIKE 'switchyard%'
+UNION ALL SELECT 'trigger', pg_get_triggerdef(oid) FROM pg_trigger
+  WHERE tgrelid::regclass::text LIKE 'switchyard%' AND NOT tgisinternal
+UNION ALL SELECT 'function', pg_get_functiondef(p.oid) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+  WHERE n.nspname = 'public' AND p.proname LIKE 'switchyard%'
+UNION ALL SELECT 'sequence', sequence_name FROM information_schema.sequences WHERE sequence_name LIKE 'switchyard%'
+UNION ALL SELECT 'version', version::text FROM switchyard_outbox_meta
+ORDER BY 1, 2
+"""
+
+
+def catalog(name: str) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(**pg_params(name)) as db:
+        return db.execute(CATALOG).fetchall()
+
+
+def store(name: str) -> str:
+    import psycopg
+
+    with psycopg.connect(**pg_params(name)) as db:
+        return db.execute("SELECT store FROM switchyard_outbox_meta").fetchone()[0]
+
+
+class Node:
+    """The binary alone with `[broker] kind = "postgres"` on database `name`: it installs the
+    outbox itself when it finds none."""
+
+    def __init__(self, folder: Path, name: str) -> None:
+        from django_switchyard.derive import database_url
+
+        url, _ = database_url("postgresql", pg_settings(name))
+        (folder / "admin-key").write_text("node-admin-key")
+        config = folder / "node.toml"
+        config.write_text(
+            f'[server]\nlisten = "127.0.0.1:{free_port()}"\n[upstream]\nurl = "http://127.0.0.1:9"\n'
+            f'[admin]\nlisten = "127.0.0.1:{free_port()}"\nkey_file = "{folder / "admin-key"}"\n'
+            f'[[routes]]\npath = "/ws/"\n[broker]\nkind = "postgres"\ndatabase = "{url}"\n'
+        )
+        env = {k: v for k, v in os.environ.items() if k != "RUST_LOG"}
+        self.process = subprocess.Popen(
+            [BINARY, "run", "--config", str(config)], env=env, stderr=subprocess.PIPE, start_new_session=True
+        )
+        self.lines: list[bytes] = []
+        listening = threading.Event()
+
+        def read() -> None:
+            assert self.process.stderr is not None
+            for line in self.process.stderr:
+                self.lines.append(line)
+                if b"broker listening" in line:
+                    listening.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        assert listening.wait(PATIENCE), b"".join(self.lines)[-3000:].decode(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(PATIENCE)
+
+
+def migrate(name: str) -> None:
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "project.settings", "SWITCHYARD_TEST_PG_NAME": name,
+           "PYTHONPATH": os.pathsep.join([str(TESTS), os.environ.get("PYTHONPATH", "")])}
+    subprocess.run([sys.executable, str(TESTS / "manage.py"), "migrate", "--noinput", "-v", "0"], env=env, check=True)
+
+
+@on_postgres
+def test_the_migration_and_the_brokers_own_install_agree_in_either_order(tmp_path):
+    import django
+
+    database = os.environ["SWITCHYARD_TEST_DATABASE"]
+    suffix = f"{django.VERSION[0]}{django.VERSION[1]}"
+    broker_first, migrate_first = f"switchyard_order_b_{suffix}", f"switchyard_order_m_{suffix}"
+    for name in (broker_first, migrate_first):
+        fresh_postgres_database(database, name)
+    # The broker first: it installs the outbox; migrating afterwards changes nothing.
+    node = Node(tmp_path, broker_first)
+    node.stop()
+    installed, its_store = catalog(broker_first), store(broker_first)
+    assert ("version", "1") in installed
+    migrate(broker_first)
+    assert catalog(broker_first) == installed and store(broker_first) == its_store
+    # The migration first: the same outbox, and a node starting on it takes it as it is
+    # (the site fixture's tests deliver through one).
+    migrate(migrate_first)
+    assert catalog(migrate_first) == installed
+    Node(tmp_path, migrate_first).stop()
+    assert catalog(migrate_first) == installed

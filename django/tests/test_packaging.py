@@ -36,6 +36,8 @@ def test_the_wheel_holds_the_package_its_templates_tags_and_type_marker(wheel):
         "django_switchyard/py.typed",
         "django_switchyard/templatetags/switchyard.py",
         "django_switchyard/urls.py",
+        "django_switchyard/migrations/0001_outbox.py",
+        "django_switchyard/sql/outbox_v1_install.sql",
     ]:
         assert needed in names
     assert not any(name.startswith(("tests/", "project/", "shop/")) for name in names)

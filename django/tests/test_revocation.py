@@ -1,5 +1,8 @@
 """Pushed revocation: logouts, password changes, deactivation and deletion close sockets."""
 
+import asyncio
+
+import django
 import pytest
 from django.contrib.auth.models import User
 from django.core.management import call_command
@@ -22,6 +25,58 @@ def test_logout_disconnects_that_session_only(client, alice):
     key = client.session.session_key
     client.post("/logout/")
     assert testing.disconnects == [{"session_key": key}]
+
+
+class Witness(list):
+    """`testing.disconnects` that notes, as each revocation leaves, whether its session still exists."""
+
+    def append(self, item):
+        from django.contrib.sessions.models import Session
+
+        super().append((item, Session.objects.filter(session_key=item.get("session_key")).exists()))
+
+
+@pytest.fixture
+def witness(monkeypatch):
+    seen = Witness()
+    monkeypatch.setattr(testing, "disconnects", seen)
+    return seen
+
+
+def test_a_logout_is_revoked_only_once_its_session_is_gone(client, alice, witness):
+    # Sent while the row still existed, a handshake racing the revocation would be let in.
+    client.login(username="alice", password="old-password")
+    key = client.session.session_key
+    client.post("/logout/")
+    assert witness == [({"session_key": key}, False)]
+
+
+@pytest.mark.skipif(django.VERSION < (5, 0), reason="alogout() is Django 5's")
+def test_an_async_logout_is_revoked_only_once_its_session_is_gone(alice, witness):
+    from asgiref.sync import sync_to_async
+    from django.contrib.auth import alogout, login
+    from django.db import connections
+    from django.contrib.sessions.backends.db import SessionStore
+    from django.test import RequestFactory
+
+    request = RequestFactory().get("/")
+    request.session = SessionStore()
+    login(request, alice)
+    request.session.save()
+    key = request.session.session_key
+
+    async def auser():
+        return alice
+
+    async def logout():
+        await alogout(request)
+        # The async ORM's thread has a connection of its own: close it, or the test database
+        # cannot be dropped.
+        await sync_to_async(connections.close_all)()
+
+    request.auser = auser
+    asyncio.run(logout())
+    assert witness == [({"session_key": key}, False)]
 
 
 def test_set_password_and_save_disconnects_the_user(alice):

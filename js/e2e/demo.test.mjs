@@ -79,6 +79,7 @@ test("a task added and assigned in one browser moves live in the other, and the 
 
 test("after a Switchyard restart (local broker) the page hears recovered: false and refetches what it missed", async () => {
   const before = await alice.page.evaluate(() => window.workspace.refetches);
+  const replies = alice.subscribed.length;
   await demo.stopSwitchyard();
   await alice.page.locator("[data-testid=conn-state][data-state=closed]").waitFor(wait);
   await screenshot(alice.page, "03-restart-reconnecting");
@@ -94,6 +95,10 @@ test("after a Switchyard restart (local broker) the page hears recovered: false 
   const trace = await alice.page.evaluate(() => ({ ...window.workspace, client: undefined }));
   assert.ok(trace.recoveryFailed.includes("model:workspace.Task"), `recoveryFailed: ${trace.recoveryFailed}`);
   assert.ok(trace.refetches > before, "the page fetched the board again");
+  await alice.page.locator("[data-testid=toast]", { hasText: "could not be replayed" }).first().waitFor(wait);
+  // On the wire: the new process answered the board's resubscribe with recovered: false.
+  const board = alice.subscribed.slice(replies).filter((r) => r.channel === "model:workspace.Task");
+  assert.deepEqual(board.map((r) => r.recovered), [false], JSON.stringify(board));
   // And live events flow again on the new process.
   const live = `After the restart ${Date.now()}`;
   await bob.page.fill("[data-testid=chat-input]", live);
@@ -116,11 +121,12 @@ test("logging out in another tab closes this page's socket with 4401 and the pag
   assert.ok(closed >= 0, JSON.stringify(states));
   const since = states.slice(closed);
   assert.deepEqual(since.at(-1), ["unauthorized", 4401], JSON.stringify(states));
-  // Django reports the logout before it deletes the session, so the one immediate retry
-  // may still be welcomed (then closed by the deletion Switchyard sees in the response);
-  // either way no retry waited out a backoff and none followed the refusal.
+  // django-switchyard reports the logout only once the session is deleted, so the one
+  // immediate retry is refused (4401) and never welcomed; no retry waited out a backoff and
+  // none followed the refusal.
+  assert.ok(!since.some(([state]) => state === "open"), `welcomed after the logout: ${JSON.stringify(states)}`);
   assert.ok(since.every(([state, code]) => state !== "closed" || code === 4401), JSON.stringify(states));
-  assert.ok(since.filter(([state]) => state === "connecting").length <= 2, JSON.stringify(states));
+  assert.ok(since.filter(([state]) => state === "connecting").length <= 1, JSON.stringify(states));
   await screenshot(page, "04-logged-out");
   // Bob's page carries on and sees alice leave.
   await bob.page.locator("[data-testid=present][data-user=alice]").waitFor({ state: "detached", ...wait });

@@ -36,12 +36,33 @@ async function freePort() {
   return port;
 }
 
-/** The demo site: `base` is Switchyard's http:// address; `restartSwitchyard()`, `manage(...)`, `stop()`. */
-export async function startDemo() {
+/**
+ * A fresh database on the PostgreSQL cluster `$SWITCHYARD_TEST_PG` names (the one scripts/test
+ * starts): its URL, and `drop()`. Made with the demo venv's psycopg, nothing installed here.
+ */
+export function freshPostgres(name) {
+  const cluster = process.env.SWITCHYARD_TEST_PG;
+  if (!cluster) throw new Error("SWITCHYARD_TEST_PG is not set: run scripts/test (it starts a PostgreSQL cluster)");
+  const admin = (sql) =>
+    execFileSync(python(), ["-c", "import psycopg, sys\nwith psycopg.connect(sys.argv[1], autocommit=True) as c:\n    c.execute(sys.argv[2])", cluster, sql]);
+  admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  admin(`CREATE DATABASE "${name}"`);
+  const url = new URL(cluster);
+  url.pathname = `/${name}`;
+  return { url: url.toString(), drop: () => admin(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`) };
+}
+
+/**
+ * The demo site: `base` is Switchyard's http:// address; `startSwitchyard()`, `stopSwitchyard()`,
+ * `manage(...)`, `shell(code)`, `stop()`. `database`: a PostgreSQL URL to run on instead of a
+ * SQLite file (django-switchyard's transport and Switchyard's broker are then PostgreSQL's).
+ */
+export async function startDemo({ database } = {}) {
   const dir = tempDir("switchyard-e2e-");
   const env = {
     ...process.env,
     DEMO_DB: path.join(dir, "demo.sqlite3"),
+    ...(database ? { DEMO_DATABASE_URL: database } : {}),
     DJANGO_SECRET_KEY: randomBytes(24).toString("hex"),
     SWITCHYARD_BACKEND_SECRET: randomBytes(24).toString("hex"),
     SWITCHYARD_ADMIN_KEY: randomBytes(16).toString("hex"),
@@ -145,12 +166,26 @@ export async function loggedIn(browser, base, username) {
   const page = await context.newPage();
   const problems = [];
   page.on("pageerror", (e) => problems.push(e.message));
+  // Each subscribe reply as Switchyard sent it (`{channel, offset, epoch, recovered?}`), from
+  // the socket's own frames: what the server said, not what the page made of it.
+  const subscribed = [];
+  page.on("websocket", (socket) =>
+    socket.on("framereceived", ({ payload }) => {
+      if (typeof payload !== "string" || !payload.includes('"subscribe"')) return;
+      try {
+        const result = JSON.parse(payload).subscribe?.result;
+        if (result) subscribed.push(result);
+      } catch {
+        // not JSON: not a reply
+      }
+    }),
+  );
   await page.goto(`${base}/accounts/login/?next=/workspace/`);
   await page.fill("input[name=username]", username);
   await page.fill("input[name=password]", USERS[username]);
   await Promise.all([page.waitForURL("**/workspace/"), page.click("button[type=submit]")]);
   await page.waitForSelector("[data-testid=conn-state][data-state=open]", { timeout: PATIENCE });
-  return { context, page, problems };
+  return { context, page, problems, subscribed };
 }
 
 /** Saves a screenshot of `page` as OUT/NAME.png; returns its path. */

@@ -4,11 +4,12 @@ Every setting may also come from the environment variable of the same name, so
 `manage.py switchyard run` (and a deployment's unit file) can hand them to Django without
 editing settings.py. A setting wins over the environment.
 
-    SWITCHYARD_TRANSPORT        how events leave Django: "auto" (the default: "http"
-                                for now; "postgres" on PostgreSQL once the broker's
-                                outbox exists),
-                                "http" (the admin API, after commit), "postgres" (an
-                                outbox row and NOTIFY inside the transaction), or
+    SWITCHYARD_TRANSPORT        how events leave Django: "auto" (the default: "postgres"
+                                when the database is PostgreSQL, else "http"),
+                                "postgres" (an outbox row inside the transaction; its
+                                trigger notifies Switchyard on commit; needs the
+                                app's migration and `[broker] kind = "postgres"`),
+                                "http" (the admin API, after commit), or
                                 "memory" (kept in `django_switchyard.testing.outbox`).
     SWITCHYARD_ADMIN_URL        the admin listener, e.g. "http://127.0.0.1:9090".
     SWITCHYARD_ADMIN_KEY        its bearer key (Switchyard's `[admin] key_env`).
@@ -69,9 +70,9 @@ class SwitchyardSettings:
         """The transport `auto` stands for on database `using` (never "auto")."""
         if self.transport != "auto":
             return self.transport
-        # The postgres transport needs the broker's outbox table (issue #8); until it
-        # exists, "auto" is "http" on every database.
-        return "http"
+        from django.db import connections
+
+        return "postgres" if connections[using].vendor == "postgresql" else "http"
 
 
 def _raw(name: str, default: Any) -> Any:

@@ -292,7 +292,7 @@ def derive(addresses: Addresses | None = None, *, listen_ports: Iterable[int] = 
         "[django]",
         django_keys,
         "Django's sessions and users, as settings.py has them. pushed_revocation: django-switchyard\n"
-        "reports every logout, password change and deactivation through the admin API.",
+        "reports every logout, password change and deactivation (outbox row or admin API).",
     )
     out.section("[backends]", {"secret_env": BACKEND_SECRET_ENV})
     base = addresses.backend_base

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+import unicodedata
 from typing import Any
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -18,18 +20,50 @@ from django.db import DEFAULT_DB_ALIAS
 
 from . import transports
 from .exceptions import PublishError
+from .outbox import Row
 from .transports import Position
 
 logger = logging.getLogger("django_switchyard")
 
-# Channel and event names travel in every frame; a longer one is a mistake, not a name.
-MAX_NAME = 200
+# What Switchyard takes (its admin API and the outbox table check the same): a channel name
+# is 1-255 bytes of UTF-8 without whitespace or control characters, an event name 1-128
+# bytes, an id (user pk, session key) 1-255 bytes.
+MAX_CHANNEL = 255
+MAX_EVENT = 128
+MAX_ID = 255
+# An event's data as JSON text: the outbox table's limit, kept on every transport.
+MAX_DATA = 1 << 20
+# Arrays and objects nested deeper than this are refused: Switchyard's JSON reader stops at
+# 128 levels, and the item around the data takes a few.
+MAX_DEPTH = 100
+
+# A JSON string (to skip when counting brackets).
+_JSON_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
-def _name(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value or len(value) > MAX_NAME:
-        raise ValueError(f"{what} must be a non-empty string of at most {MAX_NAME} characters, not {value!r}")
+def _utf8_length(value: Any, what: str, limit: int) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string, not {value!r}")
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError(f"{what} is not valid Unicode (a lone surrogate): {value!r}") from None
+    if size > limit:
+        raise ValueError(f"{what} must be at most {limit} bytes of UTF-8, not {size}: {value[:80]!r}...")
     return value
+
+
+def _channel(value: Any) -> str:
+    name = _utf8_length(value, "channel", MAX_CHANNEL)
+    bad = next((c for c in name if c.isspace() or unicodedata.category(c) == "Cc"), None)
+    if bad is not None:
+        raise ValueError(f"channel must hold no whitespace or control characters ({bad!r} in {name!r})")
+    return name
+
+
+def _event(value: Any) -> str:
+    return _utf8_length(value, "event", MAX_EVENT)
 
 
 def _user_id(user: Any) -> str:
@@ -37,23 +71,45 @@ def _user_id(user: Any) -> str:
     pk = getattr(user, "pk", user)
     if pk is None or isinstance(pk, bool) or (isinstance(pk, str) and not pk):
         raise ValueError(f"not a saved user or a primary key: {user!r}")
-    return str(pk)
+    return _utf8_length(str(pk), "user id", MAX_ID)
 
 
-def encode(item: dict[str, Any]) -> str:
-    """One admin API item as JSON text, with Django's encoder."""
-    return json.dumps(item, cls=DjangoJSONEncoder, separators=(",", ":"), allow_nan=False)
+def encode(data: Any) -> str:
+    """`data` as JSON text with Django's encoder: dates, decimals, UUIDs. Raises in the
+    caller what Switchyard could not take: TypeError for what JSON cannot hold, ValueError
+    for NaN, lone surrogates, more than MAX_DATA bytes or MAX_DEPTH levels."""
+    text = json.dumps(data, cls=DjangoJSONEncoder, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise ValueError("the data holds a lone surrogate, which is not Unicode text") from None
+    if size > MAX_DATA:
+        raise ValueError(f"the data is {size} bytes as JSON; Switchyard takes at most {MAX_DATA}")
+    if len(text) > 2 * MAX_DEPTH and _depth(text) > MAX_DEPTH:
+        raise ValueError(f"the data nests arrays and objects more than {MAX_DEPTH} levels deep")
+    return text
 
 
-def _send(items: list[dict[str, Any]], using: str | None) -> None:
+def _depth(text: str) -> int:
+    """How deep arrays and objects nest in the JSON `text`."""
+    depth = deepest = 0
+    for bracket in _BRACKETS.findall(_JSON_STRING.sub("", text)):
+        if bracket in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        else:
+            depth -= 1
+    return deepest
+
+
+def _send(rows: list[Row], using: str | None) -> None:
     alias = using or DEFAULT_DB_ALIAS
-    messages = [encode(item) for item in items]
     try:
         transport = transports.get(alias)
     except PublishError as failure:
         logger.error("cannot publish: %s", failure)
         return
-    transport.publish(messages, alias)
+    transport.publish(rows, alias)
 
 
 def publish(channel: str, event: str, data: Any = None, *, using: str | None = None) -> None:
@@ -62,7 +118,7 @@ def publish(channel: str, event: str, data: Any = None, *, using: str | None = N
     Channel events get an offset and are kept in the channel's history (when its rule
     has one), so a client that reconnects receives what it missed.
     """
-    _send([{"channel": _name(channel, "channel"), "event": _name(event, "event"), "data": data}], using)
+    _send([Row("channel", channel=_channel(channel), event=_event(event), data=encode(data))], using)
 
 
 def send_to_user(user: Any, event: str, data: Any = None, *, using: str | None = None) -> None:
@@ -71,12 +127,12 @@ def send_to_user(user: Any, event: str, data: Any = None, *, using: str | None =
     Not recoverable: a socket that is not open at that moment never sees it. Use a
     personal channel (`user:{user_id}`) for events that must not be missed.
     """
-    _send([{"user": _user_id(user), "event": _name(event, "event"), "data": data}], using)
+    _send([Row("users", ids=(_user_id(user),), event=_event(event), data=encode(data))], using)
 
 
 def broadcast(event: str, data: Any = None, *, using: str | None = None) -> None:
     """Deliver `event` to every open socket, on commit. Not recoverable."""
-    _send([{"broadcast": True, "event": _name(event, "event"), "data": data}], using)
+    _send([Row("broadcast", event=_event(event), data=encode(data))], using)
 
 
 def disconnect(*, user: Any = None, session_key: str | None = None, using: str | None = None) -> None:
@@ -88,16 +144,16 @@ def disconnect(*, user: Any = None, session_key: str | None = None, using: str |
     if (user is None) == (session_key is None):
         raise ValueError("disconnect() takes exactly one of user= and session_key=")
     if user is not None:
-        item: dict[str, Any] = {"user": _user_id(user)}
+        row = Row("revoke_user", ids=(_user_id(user),))
     else:
-        item = {"session_key": _name(session_key, "session_key")}
+        row = Row("revoke_session", ids=(_utf8_length(session_key, "session_key", MAX_ID),))
     alias = using or DEFAULT_DB_ALIAS
     try:
         transport = transports.get(alias)
     except PublishError as failure:
         logger.error("cannot send a disconnect: %s", failure)
         return
-    transport.disconnect(encode(item), alias)
+    transport.disconnect(row, alias)
 
 
 def position(channel: str, *, using: str | None = None) -> Position | None:
@@ -113,4 +169,4 @@ def position(channel: str, *, using: str | None = None) -> Position | None:
     except PublishError as failure:
         logger.warning("no position for channel %r: %s", channel, failure)
         return None
-    return transport.position(_name(channel, "channel"))
+    return transport.position(_channel(channel))

@@ -2,7 +2,8 @@
 
 Connected by the app's `ready()` (with `dispatch_uid`s, so twice is once):
 
-- `user_logged_out` → `disconnect(session_key=...)`: that browser's sockets close with 4401.
+- `user_logged_out` → `disconnect(session_key=...)`: that browser's sockets close with 4401,
+  sent once the session is gone (see `logged_out`).
 - a user saved with another password hash (`set_password()` + `save()`, the admin's
   password form, `changepassword`), made inactive, or given other staff or superuser
   rights, and a user deleted → `disconnect(user=...)`: every socket of that user closes,
@@ -19,8 +20,10 @@ changes made outside Django; Switchyard's periodic re-check (`revalidate`) cover
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib.auth import get_user_model, user_logged_out
 from django.db.models.signals import post_delete, post_init, post_save
 from django.http import HttpRequest
@@ -85,8 +88,44 @@ def logged_out(sender: Any, request: HttpRequest | None = None, user: Any = None
     session = getattr(request, "session", None)
     key = getattr(session, "session_key", None)
     if key:
-        publishing.disconnect(session_key=key)
+        after_delete(session, lambda: publishing.disconnect(session_key=key))
     elif user is not None and getattr(user, "pk", None) is not None:
         # No session key to name (a custom logout): closing all of the user's sockets
         # errs on the safe side.
         publishing.disconnect(user=user)
+
+
+def after_delete(session: Any, revoke: Callable[[], None]) -> None:
+    """Run `revoke` once `session` is deleted, not before.
+
+    Django sends `user_logged_out` *before* `logout()` flushes the session. A revocation
+    sent from the signal closes the sockets while the session row still exists, and a
+    handshake racing it (a reconnect, another tab) reads the old session and is let in.
+    So the revocation waits for the session's own `delete()` / `adelete()` (what
+    `flush()` / `aflush()` call, whichever backend): this instance's methods are wrapped
+    once, run the deletion, put the originals back and then revoke. With the postgres
+    transport the revocation row then follows the deletion in the same transaction (or
+    commits after it); with http it leaves after commit, as every event does.
+    """
+    delete, adelete = session.delete, getattr(session, "adelete", None)
+
+    def restore() -> None:
+        for name in ("delete", "adelete"):
+            session.__dict__.pop(name, None)
+
+    def delete_then_revoke(*args: Any, **kwargs: Any) -> Any:
+        restore()
+        result = delete(*args, **kwargs)
+        revoke()
+        return result
+
+    async def adelete_then_revoke(*args: Any, **kwargs: Any) -> Any:
+        restore()
+        assert adelete is not None
+        result = await adelete(*args, **kwargs)
+        await sync_to_async(revoke)()
+        return result
+
+    session.delete = delete_then_revoke
+    if adelete is not None:
+        session.adelete = adelete_then_revoke

@@ -1,8 +1,13 @@
 """How an event leaves Django: the transports behind `publish()` and `disconnect()`.
 
-Each transport gets messages already encoded (one JSON object each, the admin API's
-item shape) and decides when they leave:
+Each transport gets outbox rows (`outbox.Row`: the target, the event, the data already
+encoded) and decides how and when they leave:
 
+- `postgres`: an `INSERT` into `switchyard_outbox` at once, inside the current
+  transaction (docs/outbox.md); the table's trigger numbers the row and notifies every
+  Switchyard node when that transaction commits, so a rollback takes the event with it.
+  A failing insert (no outbox table) is a database error in the caller's transaction,
+  like any of its queries. Positions are read from the table.
 - `http`: POST to Switchyard's admin API (`/api/publish`, `/api/disconnect`) once the
   transaction commits (`transaction.on_commit`), so rolled-back work is never seen.
   Connection failures and 5xx are retried briefly; a final failure is logged, never
@@ -24,10 +29,11 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from django.db import transaction
+from django.db import DatabaseError, connections, transaction
 
-from . import conf
+from . import conf, outbox
 from .exceptions import PublishError
+from .outbox import Row
 
 logger = logging.getLogger("django_switchyard")
 
@@ -51,11 +57,11 @@ class Position:
 class Transport(Protocol):
     """What `publish()`, `disconnect()` and `position()` need from a transport."""
 
-    def publish(self, messages: list[str], using: str) -> None:
-        """Send `messages` (encoded push items) when the transaction on `using` commits."""
+    def publish(self, rows: list[Row], using: str) -> None:
+        """Deliver `rows` (pushes) when the transaction on `using` commits, never on rollback."""
 
-    def disconnect(self, message: str, using: str) -> None:
-        """Send `message` (`{"user": id}` or `{"session_key": k}`) on commit."""
+    def disconnect(self, row: Row, using: str) -> None:
+        """Deliver `row` (`revoke_user` or `revoke_session`) when the transaction commits."""
 
     def position(self, channel: str) -> Position | None:
         """The channel's current position, or None when it cannot be had."""
@@ -143,12 +149,12 @@ class HttpTransport:
     def __init__(self, client: AdminClient) -> None:
         self.client = client
 
-    def publish(self, messages: list[str], using: str) -> None:
-        body = ("[" + ",".join(messages) + "]").encode()
+    def publish(self, rows: list[Row], using: str) -> None:
+        body = ("[" + ",".join(row.item() for row in rows) + "]").encode()
         transaction.on_commit(lambda: self._send("/api/publish", body), using=using)
 
-    def disconnect(self, message: str, using: str) -> None:
-        body = message.encode()
+    def disconnect(self, row: Row, using: str) -> None:
+        body = row.item().encode()
         transaction.on_commit(lambda: self._send("/api/disconnect", body), using=using)
 
     def _send(self, path: str, body: bytes) -> None:
@@ -190,23 +196,58 @@ def position_from_answer(channel: str, answer: Any) -> Position | None:
     return None
 
 
+# === impl Postgres ===
+
+
+class PostgresTransport:
+    """Events as outbox rows, written inside the transaction on `using` (docs/outbox.md)."""
+
+    def __init__(self, using: str) -> None:
+        self.using = using
+
+    def publish(self, rows: list[Row], using: str) -> None:
+        self._insert(rows, using)
+
+    def disconnect(self, row: Row, using: str) -> None:
+        self._insert([row], using)
+
+    def _insert(self, rows: list[Row], using: str) -> None:
+        # In the caller's transaction, no savepoint: the event commits or rolls back with the
+        # work it announces. The items were checked before (publishing.py), so what can fail
+        # here is the database itself (no outbox table: migrations not run), and that is an
+        # error in the caller's transaction, as any other failed query of theirs.
+        with connections[using].cursor() as cursor:
+            cursor.executemany(outbox.INSERT, [row.params() for row in rows])
+
+    def position(self, channel: str) -> Position | None:
+        try:
+            with connections[self.using].cursor() as cursor:
+                cursor.execute(outbox.POSITION, [channel, channel])
+                offset, epoch = cursor.fetchone()
+        except DatabaseError as failure:
+            logger.warning("no position for channel %r: %s", channel, failure)
+            return None
+        return Position(channel, int(offset), str(epoch))
+
+
 # === impl Memory ===
 
 
 class MemoryTransport:
     """Events into `django_switchyard.testing`'s lists, on commit, for a project's tests."""
 
-    def publish(self, messages: list[str], using: str) -> None:
+    def publish(self, rows: list[Row], using: str) -> None:
         from . import testing
 
         def record() -> None:
-            testing.outbox.extend(testing.Event.from_message(m) for m in messages)
+            testing.outbox.extend(testing.Event.from_message(row.item()) for row in rows)
 
         transaction.on_commit(record, using=using)
 
-    def disconnect(self, message: str, using: str) -> None:
+    def disconnect(self, row: Row, using: str) -> None:
         from . import testing
 
+        message = row.item()
         transaction.on_commit(lambda: testing.disconnects.append(json.loads(message)), using=using)
 
     def position(self, channel: str) -> Position | None:
@@ -236,12 +277,20 @@ def _build(using: str) -> Transport:
     kind = settings.resolved_transport(using)
     if kind == "memory":
         return MemoryTransport()
+    if kind == "postgres":
+        vendor = connections[using].vendor
+        if vendor != "postgresql":
+            raise PublishError(
+                f"SWITCHYARD_TRANSPORT is 'postgres' but database {using!r} is {vendor}: "
+                "the outbox lives in PostgreSQL (use 'http' or 'auto')"
+            )
+        return PostgresTransport(using)
     if kind == "http":
         if not settings.admin_url:
             raise PublishError("SWITCHYARD_ADMIN_URL is not set: nowhere to publish (see manage.py check)")
         client = AdminClient(settings.admin_url, settings.admin_key, settings.publish_timeout, settings.publish_retries)
         return HttpTransport(client)
-    raise PublishError(f"the {kind!r} transport is not available")
+    raise PublishError(f"the {kind!r} transport is not available")  # conf.get() refuses other names
 
 
 def reset() -> None:

@@ -12,6 +12,8 @@ urlpatterns = [
     path("own/class/", views.Total.as_view(), name="total"),
     path("products/", views.products, name="products"),
     path("rolled-back/", views.rolled_back, name="rolled-back"),
+    path("outbox-tour/", views.outbox_tour, name="outbox-tour"),
+    path("disconnect-me/", views.disconnect_me, name="disconnect-me"),
     path("live/echo/", views.live_echo, name="live-echo"),
     path("live/rooms/<slug:room>/", views.live_only, name="live-only"),
 ]

@@ -7,7 +7,7 @@ import django_switchyard as switchyard
 from django_switchyard.views import CommandView, command_view
 from django_switchyard.websocket import accept_websocket, require_websocket
 
-from .models import Product
+from .models import Note, Product
 
 
 @command_view
@@ -50,6 +50,37 @@ def rolled_back(request):
         pass
     switchyard.publish("model:shop.Product", "after-rollback", {"ghosts": Product.objects.filter(name="ghost").count()})
     return HttpResponse("rolled back")
+
+
+@csrf_exempt
+@require_POST
+def outbox_tour(request):
+    """Every publishing call in one transaction, a rolled-back savepoint among them, then
+    one more on its own: a socket of this user subscribed to the product channel sees
+    first, notice, everyone, big (100 KB), last, in that order, and no ghost. The Note
+    written in the same transaction shows which transaction wrote the rows."""
+    channel = "model:shop.Product"
+    with transaction.atomic():
+        Note.objects.create(text="outbox tour")
+        switchyard.publish(channel, "first", {"n": 1})
+        switchyard.send_to_user(request.user, "notice", {"to": request.user.get_username()})
+        switchyard.broadcast("everyone", {"n": 3})
+        try:
+            with transaction.atomic():
+                switchyard.publish(channel, "ghost", {"seen": "never"})
+                raise _RolledBack
+        except _RolledBack:
+            pass
+        switchyard.publish(channel, "big", {"text": "x" * 100_000})
+    switchyard.publish(channel, "last", {"n": 5})
+    return HttpResponse("published")
+
+
+@csrf_exempt
+@require_POST
+def disconnect_me(request):
+    switchyard.disconnect(user=request.user)
+    return HttpResponse("disconnected")
 
 
 @accept_websocket

@@ -10,12 +10,16 @@ Environment:
     DJANGO_SECRET_KEY  the signing key (a fixed dev key when unset: never deploy that)
     DJANGO_DEBUG       "1" (default) for debug pages, "0" for production-like errors
     DEMO_DB            path of the SQLite database (default: db.sqlite3 beside manage.py)
+    DEMO_DATABASE_URL  postgres://USER@HOST[:PORT]/NAME (HOST may be a %-quoted socket
+                       folder) to run on PostgreSQL instead: django-switchyard then writes
+                       events to the outbox table, and Switchyard's broker is PostgreSQL's
     SWITCHYARD_BACKEND_SECRET  the secret Switchyard signs command and hook calls with
                        (read by django-switchyard; unset, every such call is refused)
 """
 
 import os
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -68,12 +72,28 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("DEMO_DB") or BASE_DIR / "db.sqlite3",
+
+def _database():
+    url = os.environ.get("DEMO_DATABASE_URL")
+    if not url:
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": os.environ.get("DEMO_DB") or BASE_DIR / "db.sqlite3"}
+    parts = urlsplit(url)
+    # urlsplit's `hostname` would lower-case a socket folder: take the text after "@".
+    host = unquote(parts.netloc.rpartition("@")[2])
+    port = ""
+    if not host.startswith("/") and ":" in host:
+        host, _, port = host.rpartition(":")
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(parts.path.lstrip("/")),
+        "USER": unquote(parts.username or ""),
+        "PASSWORD": unquote(parts.password or ""),
+        "HOST": host,
+        "PORT": port,
     }
-}
+
+
+DATABASES = {"default": _database()}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -107,10 +127,13 @@ USE_TZ = True
 # The admin's CSS and JS, served by Django itself while DEBUG is on (demo/urls.py).
 STATIC_URL = "static/"
 
-# The workspace's channels besides model:workspace.Task (its ModelEvents class declares
-# that one): chat rooms with presence, and each user's notifications, both kept for ten
-# minutes so a page that was reconnecting gets what it missed.
+# The workspace's channels: the board's tasks, chat rooms with presence, and each user's
+# notifications, all kept for ten minutes so a page that was reconnecting gets what it
+# missed (the first rule that matches wins, so these come before the one TaskEvents declares).
 SWITCHYARD_CHANNELS = [
+    # The board's channel (TaskEvents) with a history: on PostgreSQL a page that was
+    # reconnecting replays what it missed from the outbox instead of reloading the board.
+    {"pattern": "model:workspace.Task", "subscribe": "authenticated", "history": {"size": 500, "ttl": "10m"}},
     {"pattern": "room:*", "subscribe": "authenticated", "presence": True, "history": {"size": 200, "ttl": "10m"}},
     {"pattern": "user:{user_id}", "subscribe": "authenticated", "history": {"size": 50, "ttl": "10m"}},
 ]

@@ -203,8 +203,15 @@ impl Listener {
             let rows = db::bounded(client.query(FETCH, &[&after, &until, &PAGE])).await?;
             let full = rows.len() as i64 == PAGE;
             for row in rows {
-                let record = read_row(&row)?;
-                self.apply(cursor, record)?;
+                match read_row(&row)? {
+                    Ok(record) => self.apply(cursor, record)?,
+                    // Skipped, never retried: a row that cannot be read now never can, and
+                    // waiting on it would stop every event behind it.
+                    Err((pos, reason)) => {
+                        tracing::warn!(pos, %reason, "outbox row skipped");
+                        *cursor = Some(pos);
+                    }
+                }
             }
             if !full {
                 // Positions up to `until` that are not in the table rolled back.
@@ -228,23 +235,32 @@ impl Listener {
     }
 }
 
-/// Reads one row of [`FETCH`].
-fn read_row(row: &tokio_postgres::Row) -> Result<Record, OutboxError> {
+/// Reads one row of [`FETCH`]: the record, or (its position, why it cannot be applied) for a
+/// row the table's checks let in that this build cannot take (an unknown kind, data
+/// serde_json refuses: nested deeper than 128 levels, a lone surrogate). Err: the row's
+/// columns themselves could not be read.
+fn read_row(row: &tokio_postgres::Row) -> Result<Result<Record, (i64, String)>, OutboxError> {
     let pos: i64 = row.try_get(0)?;
     let kind: String = row.try_get(1)?;
     let data: String = row.try_get(5)?;
-    let bad = |what: String| OutboxError::BadRow { pos, what };
-    Ok(Record {
+    let Some(kind) = Kind::parse(&kind) else {
+        return Ok(Err((pos, format!("unknown kind `{kind}`"))));
+    };
+    let data = match serde_json::from_str(&data) {
+        Ok(data) => data,
+        Err(e) => return Ok(Err((pos, format!("data is not JSON this node can read: {e}")))),
+    };
+    Ok(Ok(Record {
         pos,
-        kind: Kind::parse(&kind).ok_or_else(|| bad(format!("unknown kind `{kind}`")))?,
+        kind,
         channel: row.try_get(2)?,
         ids: row.try_get(3)?,
         event: row.try_get(4)?,
-        data: serde_json::from_str(&data).map_err(|e| bad(format!("data is not JSON: {e}")))?,
+        data,
         offset: row.try_get(6)?,
         epoch: row.try_get(7)?,
         at: row.try_get(8)?,
-    })
+    }))
 }
 
 /// Drives the connection, handing notifications to the loop without ever waiting for it.
