@@ -115,7 +115,7 @@ impl StaticDir {
         };
         let cache_control = if is_hashed(rest) { HeaderValue::from_static(IMMUTABLE) } else { self.unhashed.clone() };
         let (mut parts, _) = req.into_parts();
-        parts.uri = uri;
+        parts.uri = uri.clone();
         if parts.headers.contains_key(header::IF_RANGE) {
             parts.headers.remove(header::RANGE);
         }
@@ -124,7 +124,7 @@ impl StaticDir {
         match head.status {
             StatusCode::NOT_FOUND => return not_found(),
             StatusCode::INTERNAL_SERVER_ERROR => {
-                tracing::warn!(dir = %self.dir.display(), "a static file could not be read");
+                tracing::warn!(dir = %self.dir.display(), file = %uri.path(), "a static file could not be read");
                 return body::text(StatusCode::INTERNAL_SERVER_ERROR, "the static file could not be read");
             }
             StatusCode::OK | StatusCode::PARTIAL_CONTENT | StatusCode::NOT_MODIFIED => {

@@ -16,12 +16,12 @@ use support::ws::{command, welcome};
 use support::*;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 
-/// An upstream that answers with the `X-Request-Id` it was sent (empty when none); as a
-/// command backend, its `result` is that id.
+/// An upstream that answers with the `X-Request-Id` it was sent (empty when none): as a
+/// command backend its `result` is that id, as a `view` the one message it sends back.
 async fn id_echo() -> Upstream {
     upstream(|req: Request<Incoming>| async move {
         let id = req.headers().get("x-request-id").map_or("", |v| v.to_str().unwrap_or("?")).to_string();
-        Response::new(bytes_body(json!({"result": id}).to_string()))
+        Response::new(bytes_body(json!({"result": id, "messages": [id]}).to_string()))
     })
     .await
 }
@@ -152,26 +152,48 @@ async fn the_text_access_line_carries_the_id() {
     assert!(line.contains(&format!("request_id={returned}")), "{line}");
 }
 
-#[tokio::test]
-async fn a_command_backend_call_carries_the_sockets_id() {
-    let up = id_echo().await;
+/// Switchyard with a command backend (`t.*`) on `/ws/` and a `view` route on `/live/`,
+/// both answered by `up`.
+async fn with_backends(up: &Upstream) -> switchyard::server::Running {
     let config = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"{url}\"\n[backends]\nsecret_env = \"SY_SECRET\"\n[commands.\"t.*\"]\nbackend = \"http\"\nurl = \"{url}/ws/commands/{{command}}/\"\n[[routes]]\npath = \"/ws/\"\n",
+        "[server]\nlisten = \"127.0.0.1:0\"\n[upstream]\nurl = \"{url}\"\n[backends]\nsecret_env = \"SY_SECRET\"\n[commands.\"t.*\"]\nbackend = \"http\"\nurl = \"{url}/ws/commands/{{command}}/\"\n[[routes]]\npath = \"/ws/\"\n[[routes]]\npath = \"/live/\"\nprotocol = \"view\"\nview = \"{url}{{path}}\"\n",
         url = up.url
     );
     let env: std::collections::HashMap<&str, &str> = [("SY_SECRET", "s")].into();
     let config = Arc::new(switchyard::config::parse(&config, "t.toml", std::path::Path::new("."), &env).unwrap());
-    let sy = switchyard::server::start(config).await.unwrap();
-    let addr = sy.plain_addrs[0];
-    let mut request = format!("ws://{addr}/ws/").into_client_request().unwrap();
+    switchyard::server::start(config).await.unwrap()
+}
+
+/// Opens a same-origin socket on `path`; the socket and its upgrade's `X-Request-Id`.
+async fn socket(addr: std::net::SocketAddr, path: &str) -> (support::ws::Client, String) {
+    let mut request = format!("ws://{addr}{path}").into_client_request().unwrap();
     request.headers_mut().insert("origin", format!("http://{addr}").parse().unwrap());
-    let (mut socket, upgraded) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let (socket, upgraded) = tokio_tungstenite::connect_async(request).await.unwrap();
     assert_eq!(upgraded.status(), StatusCode::SWITCHING_PROTOCOLS);
-    let socket_id = upgraded.headers()["x-request-id"].to_str().unwrap().to_string();
-    assert!(is_ours(&socket_id), "{socket_id}");
+    let id = upgraded.headers()["x-request-id"].to_str().unwrap().to_string();
+    assert!(is_ours(&id), "{id}");
+    (socket, id)
+}
+
+#[tokio::test]
+async fn a_command_backend_call_carries_the_sockets_id() {
+    let up = id_echo().await;
+    let sy = with_backends(&up).await;
+    let (mut socket, socket_id) = socket(sy.plain_addrs[0], "/ws/").await;
     welcome(&mut socket).await;
     for n in 1..=2 {
         let reply = command(&mut socket, json!({"id": n, "t.echo": {}})).await;
         assert_eq!(reply["t.echo"]["result"], socket_id.as_str(), "call {n}: {reply}");
     }
+}
+
+#[tokio::test]
+async fn a_view_post_carries_the_sockets_id() {
+    use futures_util::SinkExt;
+    let up = id_echo().await;
+    let sy = with_backends(&up).await;
+    let (mut socket, socket_id) = socket(sy.plain_addrs[0], "/live/").await;
+    socket.send(tokio_tungstenite::tungstenite::Message::text("hello")).await.unwrap();
+    let answer = support::ws::next_message(&mut socket).await;
+    assert_eq!(answer.to_text().unwrap(), socket_id);
 }
