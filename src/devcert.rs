@@ -1,6 +1,12 @@
 //! `switchyard dev-cert`: a local certificate authority and a localhost certificate it signed,
 //! for the demo and the tests. Trust `localhost-ca.pem` in a client; serve `localhost.pem`
-//! with `localhost-key.pem`. Never for production.
+//! with `localhost-key.pem`. Never for production. `certs/README.md` tells how to trust
+//! and rotate it.
+//!
+//! The CA's private key is never written: it signs the one certificate and is dropped, so
+//! a trusted development CA cannot be used to mint certificates for other names. The
+//! server key is written readable by its owner only, and existing files are replaced only
+//! when asked to ([`Overwrite::Replace`]), because replacing the CA undoes its trust.
 
 use std::path::{Path, PathBuf};
 
@@ -26,13 +32,39 @@ pub enum DevCertError {
     /// A file could not be written.
     #[error("cannot write {path}: {source}")]
     Write { path: PathBuf, source: std::io::Error },
+    /// A development certificate is there already and replacing it was not asked for.
+    #[error(
+        "{0} exists: a new certificate comes with a new CA that must be trusted again; to rotate, run \
+         `switchyard dev-cert --force` (see certs/README.md)"
+    )]
+    Exists(PathBuf),
+}
+
+/// What [`write`] does with files that are there already.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Overwrite {
+    /// Refuse with [`DevCertError::Exists`].
+    Refuse,
+    /// Replace them (rotation).
+    Replace,
 }
 
 /// Names the certificate covers: what a developer types in a browser.
 const NAMES: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
 
-/// Writes `localhost-ca.pem`, `localhost.pem` and `localhost-key.pem` into `dir`.
-pub fn write(dir: &Path) -> Result<DevCert, DevCertError> {
+/// Writes `localhost-ca.pem`, `localhost.pem` and `localhost-key.pem` into `dir`, which is
+/// made if missing. With [`Overwrite::Refuse`] nothing is written when any of them exists.
+pub fn write(dir: &Path, overwrite: Overwrite) -> Result<DevCert, DevCertError> {
+    let out = DevCert {
+        ca: dir.join("localhost-ca.pem"),
+        cert: dir.join("localhost.pem"),
+        key: dir.join("localhost-key.pem"),
+    };
+    if overwrite == Overwrite::Refuse {
+        if let Some(existing) = [&out.ca, &out.cert, &out.key].into_iter().find(|p| p.exists()) {
+            return Err(DevCertError::Exists(existing.clone()));
+        }
+    }
     let ca_key = KeyPair::generate()?;
     let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
     ca_params.distinguished_name.push(DnType::CommonName, "Switchyard development CA");
@@ -46,19 +78,23 @@ pub fn write(dir: &Path) -> Result<DevCert, DevCertError> {
     let issuer = rcgen::Issuer::from_params(&ca_params, &ca_key);
     let leaf = params.signed_by(&key, &issuer)?;
 
-    let out = DevCert {
-        ca: dir.join("localhost-ca.pem"),
-        cert: dir.join("localhost.pem"),
-        key: dir.join("localhost-key.pem"),
-    };
     let mkdir = std::fs::create_dir_all(dir);
     mkdir.map_err(|source| DevCertError::Write { path: dir.to_path_buf(), source })?;
-    write_file(&out.ca, &ca.pem())?;
-    write_file(&out.cert, &(leaf.pem() + &ca.pem()))?;
-    write_file(&out.key, &key.serialize_pem())?;
+    write_file(&out.key, &key.serialize_pem(), 0o600)?;
+    write_file(&out.cert, &(leaf.pem() + &ca.pem()), 0o644)?;
+    write_file(&out.ca, &ca.pem(), 0o644)?;
     Ok(out)
 }
 
-fn write_file(path: &Path, text: &str) -> Result<(), DevCertError> {
-    std::fs::write(path, text).map_err(|source| DevCertError::Write { path: path.to_path_buf(), source })
+/// Writes `text` to `path` with exactly `mode` (also when the file was there with another).
+fn write_file(path: &Path, text: &str, mode: u32) -> Result<(), DevCertError> {
+    use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let written = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path).and_then(
+        |mut file| {
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            file.write_all(text.as_bytes())
+        },
+    );
+    written.map_err(|source| DevCertError::Write { path: path.to_path_buf(), source })
 }

@@ -51,11 +51,16 @@ enum Command {
         /// A session key, a signed-cookie value, or a whole Cookie header.
         value: String,
     },
-    /// Write a local CA and a localhost certificate for development.
+    /// Write a local CA and a localhost certificate for development (certs/README.md says
+    /// how to trust and rotate it).
     DevCert {
-        /// Where to write localhost-ca.pem, localhost.pem and localhost-key.pem.
+        /// Where to write localhost-ca.pem, localhost.pem and localhost-key.pem: the
+        /// repository's certs/ folder when run from its root.
         #[arg(long, default_value = "certs")]
         dir: PathBuf,
+        /// Replace an existing certificate and CA (rotation: the new CA must be trusted again).
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -65,7 +70,7 @@ fn main() -> ExitCode {
         Command::Reload { pid_file } => report(reload(pid_file)),
         Command::Check { config } => check(config),
         Command::Whois { config, value } => whois(config, &value),
-        Command::DevCert { dir } => report(dev_cert(dir)),
+        Command::DevCert { dir, force } => report(dev_cert(dir, force)),
     }
 }
 
@@ -303,8 +308,9 @@ fn whois(path: PathBuf, value: &str) -> ExitCode {
     }
 }
 
-fn dev_cert(dir: PathBuf) -> anyhow::Result<()> {
-    let written = switchyard::devcert::write(&dir)?;
+fn dev_cert(dir: PathBuf, force: bool) -> anyhow::Result<()> {
+    use switchyard::devcert::Overwrite;
+    let written = switchyard::devcert::write(&dir, if force { Overwrite::Replace } else { Overwrite::Refuse })?;
     println!("CA (trust this): {}", written.ca.display());
     println!("certificate:     {}", written.cert.display());
     println!("key:             {}", written.key.display());

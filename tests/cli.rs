@@ -61,15 +61,56 @@ fn check_refuses_a_zero_ping_interval_naming_the_smallest_value() {
     assert!(err.contains("the smallest allowed value is \"1ms\""), "{err}");
 }
 
+fn dev_cert(dir: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    Command::new(switchyard_bin()).args(["dev-cert", "--dir"]).arg(dir).args(extra).output().unwrap()
+}
+
 #[test]
 fn dev_cert_writes_ca_certificate_and_key() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(switchyard_bin()).args(["dev-cert", "--dir"]).arg(dir.path()).output().unwrap();
-    assert!(out.status.success());
+    assert!(dev_cert(dir.path(), &[]).status.success());
     for file in ["localhost-ca.pem", "localhost.pem", "localhost-key.pem"] {
         let text = std::fs::read_to_string(dir.path().join(file)).unwrap();
         assert!(text.starts_with("-----BEGIN"), "{file}");
     }
+}
+
+#[test]
+fn dev_cert_key_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(dev_cert(dir.path(), &[]).status.success());
+    let mode = std::fs::metadata(dir.path().join("localhost-key.pem")).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+}
+
+#[test]
+fn dev_cert_keeps_an_existing_ca_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    assert!(dev_cert(dir.path(), &[]).status.success());
+    let ca = std::fs::read_to_string(dir.path().join("localhost-ca.pem")).unwrap();
+    let again = dev_cert(dir.path(), &[]);
+    assert_eq!(again.status.code(), Some(1));
+    let err = String::from_utf8(again.stderr).unwrap();
+    assert!(err.contains("localhost-ca.pem exists") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("localhost-ca.pem")).unwrap(), ca);
+    assert!(dev_cert(dir.path(), &["--force"]).status.success());
+    assert_ne!(std::fs::read_to_string(dir.path().join("localhost-ca.pem")).unwrap(), ca);
+}
+
+#[test]
+fn dev_cert_writes_into_certs_by_default_and_git_ignores_what_it_writes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let help = Command::new(switchyard_bin()).args(["dev-cert", "--help"]).output().unwrap();
+    assert!(String::from_utf8(help.stdout).unwrap().contains("[default: certs]"));
+    let ignored = |path: &str| {
+        let out = Command::new("git").arg("-C").arg(root).args(["check-ignore", "-q", "--no-index", path]).status();
+        out.unwrap().success()
+    };
+    for written in ["certs/localhost-ca.pem", "certs/localhost.pem", "certs/localhost-key.pem", "certs/acme/x"] {
+        assert!(ignored(written), "{written} would be committed");
+    }
+    assert!(!ignored("certs/README.md") && !ignored("certs/.gitignore"));
 }
 
 #[tokio::test]

@@ -258,7 +258,10 @@ async fn a_resume_token_is_refused_to_another_user() {
     let (token, channel) = parked_personal_socket(&site, &cookie).await;
     let (mut thief, welcome) = resume_as(&site, &other, &token).await;
     assert_eq!(welcome["user"]["username"], user);
-    assert_eq!(welcome["resumed"], json!({"ok": false, "reason": "the resume token belongs to another user"}));
+    assert_eq!(
+        welcome["resumed"],
+        json!({"ok": false, "recovered": false, "reason": "the resume token belongs to another user"})
+    );
     // Nothing of demo's reaches the other user: the next frame after an event on demo's
     // personal channel is the reply to a ping.
     mark(&site, &channel, 1).await;
@@ -275,7 +278,7 @@ async fn a_resume_token_is_refused_on_its_second_use() {
     assert_eq!(welcome["resumed"]["channels"][0]["channel"], channel.as_str(), "{welcome}");
     resumed.close(None).await.unwrap();
     let (mut again, welcome) = site.socket_at(&cookie, &format!("/ws/?resume={token}")).await;
-    assert_eq!(welcome["resumed"], json!({"ok": false, "reason": UNKNOWN_TOKEN}));
+    assert_eq!(welcome["resumed"], json!({"ok": false, "recovered": false, "reason": UNKNOWN_TOKEN}));
     mark(&site, &channel, 1).await;
     assert_eq!(next_json_after_ping(&mut again).await, json!({"id": 9, "ping": {"result": "pong"}}));
 }

@@ -6,7 +6,6 @@
 
 mod support;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use http::Request;
@@ -120,7 +119,7 @@ async fn request_in_flight_is_not_cut_for_idleness() {
 async fn tls_switchyard(server: &str) -> (switchyard::server::Running, tempfile::TempDir, Upstream) {
     let up = upstream(|_| async { reply(200, "ok") }).await;
     let dir = tempfile::tempdir().unwrap();
-    switchyard::devcert::write(dir.path()).unwrap();
+    switchyard::devcert::write(dir.path(), switchyard::devcert::Overwrite::Refuse).unwrap();
     let config = format!(
         "[server]\n{server}\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"localhost.pem\"\nkey = \"localhost-key.pem\"\n[upstream]\nurl = \"{}\"\n",
         up.url
@@ -143,19 +142,9 @@ async fn stalled_tls_handshake_is_closed_after_tls_handshake_timeout() {
 #[tokio::test]
 async fn tls_connection_silent_after_its_handshake_is_closed() {
     let (sy, dir, _up) = tls_switchyard("header_read_timeout = \"300ms\"").await;
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(dir.path().join("localhost-ca.pem")).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let ca = dir.path().join("localhost-ca.pem");
     let tcp = TcpStream::connect(sy.tls_addrs[0]).await.unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+    let mut tls = support::tls::connector(&[&ca], &[])
         .connect(ServerName::try_from("localhost").unwrap(), tcp)
         .await
         .expect("the handshake completes");

@@ -543,6 +543,52 @@ async fn while_postgresql_is_down_sockets_stay_open_and_history_answers() {
 }
 
 #[tokio::test]
+async fn a_node_cut_off_past_pruning_tells_subscribers_the_lost_range_and_counts_it() {
+    let db = FreshDatabase::new().await;
+    let node = Node::start(&db.url, NEWS);
+    let mut reader = open(node.addr()).await;
+    subscribe(&mut reader, json!("news")).await;
+    let mut writer = pg::connect(&db.url).await;
+    publish_range(&mut writer, 1, 2).await;
+    expect_range(&mut reader, 1, 2).await;
+    // Cut the node off: no new connection to this database, and its open ones ended
+    // (the writer's connection stays). Run from another database: one cannot lock itself out.
+    let name: String = writer.query_one("SELECT current_database()", &[]).await.unwrap().get(0);
+    let cluster = pg::connect(&pg::cluster_url()).await;
+    let allow = |yes: bool| format!("ALTER DATABASE \"{name}\" ALLOW_CONNECTIONS {yes}");
+    cluster.batch_execute(&allow(false)).await.unwrap();
+    let cut = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+               WHERE datname = current_database() AND application_name LIKE 'switchyard %'";
+    writer.batch_execute(cut).await.unwrap();
+    binary::wait_for_line(&node.process.lines, "outbox listener disconnected", READY);
+    publish_range(&mut writer, 3, 6).await;
+    // What another node's pruning does once the retention has passed: 3 and 4 are gone
+    // before this node could read them.
+    writer
+        .batch_execute(
+            "WITH gone AS (DELETE FROM switchyard_outbox_stamps WHERE channel = 'news' AND \"offset\" IN (3, 4) \
+             RETURNING id) DELETE FROM switchyard_outbox o USING gone WHERE o.id = gone.id",
+        )
+        .await
+        .unwrap();
+    cluster.batch_execute(&allow(true)).await.unwrap();
+    binary::wait_for_line(&node.process.lines, "broker listening", READY);
+    let mut frames = Vec::new();
+    while frames.len() < 3 {
+        let frame = next_json(&mut reader).await;
+        if frame.get("push").is_some() || frame.get("lost").is_some() {
+            frames.push(frame);
+        }
+    }
+    assert_eq!(frames[0], json!({"lost": {"channel": "news", "from": 3, "to": 4}}), "{frames:?}");
+    let after: Vec<Value> = frames[1..].iter().map(|f| json!([f["push"]["offset"], f["push"]["data"]])).collect();
+    assert_eq!(after, [json!([5, {"n": 5}]), json!([6, {"n": 6}])], "the rest, in order");
+    let (status, text) = node.admin("GET", "/metrics", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&text, "switchyard_broker_lost_events_total"), 2.0, "{text}");
+}
+
+#[tokio::test]
 async fn a_restarted_node_recovers_a_subscriber_from_the_table() {
     let db = FreshDatabase::new().await;
     let node = Node::start(&db.url, NEWS);
@@ -635,8 +681,11 @@ async fn a_resume_token_from_one_node_is_refused_on_the_other_and_since_recovers
     // Resume tokens are per node: the other one does not guess what the socket had.
     let mut second = connect(nodes[1].addr(), &format!("/ws/?resume={token}")).await;
     let greeting = welcome(&mut second).await;
-    assert_eq!(greeting["resumed"]["ok"], false, "{greeting}");
-    assert!(greeting["resumed"].get("channels").is_none(), "nothing restored: {greeting}");
+    assert_eq!(
+        greeting["resumed"],
+        json!({"ok": false, "recovered": false, "reason": "the resume token is unknown, used or expired"}),
+        "the other node restores nothing and says so: {greeting}"
+    );
     // What the client does next: resubscribe with the last position it saw.
     let joined = subscribe(&mut second, json!({"channel": "news", "since": {"offset": 2, "epoch": epoch}})).await;
     assert_eq!((&joined["offset"], &joined["recovered"]), (&json!(4), &json!(true)), "{joined}");

@@ -341,7 +341,7 @@ async fn shutdown_cuts_requests_that_outlive_the_grace_period() {
 async fn plain_requests_are_redirected_to_https_when_asked() {
     let up = upstream(|_| async { reply(200, "plain") }).await;
     let dir = tempfile::tempdir().unwrap();
-    let cert = switchyard::devcert::write(dir.path()).unwrap();
+    let cert = switchyard::devcert::write(dir.path(), switchyard::devcert::Overwrite::Refuse).unwrap();
     let config = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nredirect_to_https = true\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"{}\"\nkey = \"{}\"\n[upstream]\nurl = \"{}\"\n",
         cert.cert.display(),

@@ -31,7 +31,7 @@ fn config(upstream: &str, certs: &str, extra: &str) -> String {
 /// Two dev CAs with a localhost certificate each, in `dir/a` and `dir/b`.
 fn two_certificates(dir: &Path) {
     for name in ["a", "b"] {
-        switchyard::devcert::write(&dir.join(name)).unwrap();
+        switchyard::devcert::write(&dir.join(name), switchyard::devcert::Overwrite::Refuse).unwrap();
     }
 }
 
@@ -54,21 +54,9 @@ fn hup(sy: &Process) {
 
 /// The certificate a new TLS connection is served, trusting both test CAs.
 async fn served_certificate(addr: SocketAddr, dir: &Path) -> Vec<u8> {
-    let mut roots = rustls::RootCertStore::empty();
-    for name in ["a", "b"] {
-        let pem = std::fs::read(dir.join(name).join("localhost-ca.pem")).unwrap();
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            roots.add(cert.unwrap()).unwrap();
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let (a, b) = (dir.join("a").join("localhost-ca.pem"), dir.join("b").join("localhost-ca.pem"));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let connector = support::tls::connector(&[&a, &b], &[]);
     let tls = connector.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
     tls.get_ref().1.peer_certificates().unwrap()[0].to_vec()
 }

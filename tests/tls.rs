@@ -3,8 +3,6 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use http::{Request, StatusCode, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use rustls::pki_types::ServerName;
@@ -14,24 +12,12 @@ use tokio_rustls::TlsConnector;
 
 /// A TLS connector that trusts only the dev CA and offers `alpn`.
 fn connector(ca: &std::path::Path, alpn: &[&[u8]]) -> TlsConnector {
-    let mut roots = rustls::RootCertStore::empty();
-    let pem = std::fs::read(ca).unwrap();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    TlsConnector::from(Arc::new(config))
+    support::tls::connector(&[ca], alpn)
 }
 
 async fn tls_switchyard(upstream_url: &str) -> (switchyard::server::Running, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    switchyard::devcert::write(dir.path()).unwrap();
+    switchyard::devcert::write(dir.path(), switchyard::devcert::Overwrite::Refuse).unwrap();
     let config = format!(
         "[server]\n[server.tls]\nlisten = \"127.0.0.1:0\"\ncert = \"localhost.pem\"\nkey = \"localhost-key.pem\"\n[upstream]\nurl = \"{upstream_url}\"\n[[routes]]\npath = \"/ws/\"\n"
     );

@@ -154,6 +154,12 @@ impl Collector for Exporter {
         counter(&mut encoder, "broker_events", "Events, pushes and revocations this node applied", health.events)?;
         counter(
             &mut encoder,
+            "broker_lost_events",
+            "Channel events the broker's store no longer had when this node read it (subscribers got `lost`)",
+            load(&stats.broker_lost),
+        )?;
+        counter(
+            &mut encoder,
             "broker_reconnects",
             "Times the broker lost its store and connected again",
             health.reconnects,

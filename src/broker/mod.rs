@@ -19,9 +19,11 @@
 //! Rules a broker must keep:
 //! 1. Per channel, events are applied in offset order, each once. An offset that is not the
 //!    channel's last + 1 is ignored when lower (a duplicate) and, when higher, makes the hub
-//!    forget the channel's history (it cannot claim to cover the gap); so a broker never
-//!    skips an offset it may still deliver: it holds later events back until the gap is
-//!    filled or known empty.
+//!    forget the channel's history (it cannot claim to cover the gap) and send the channel's
+//!    subscribers a `lost` frame with the skipped range (counted in
+//!    `switchyard_broker_lost_events_total`); so a broker never skips an offset it may still
+//!    deliver: it holds later events back until the gap is filled or known empty, and skips
+//!    only what its store no longer has (the postgres outbox pruned it).
 //! 2. Offsets and epochs are the same on every node. An epoch names one unbroken run of
 //!    offsets: a broker starts a new one only when it can no longer serve the old run's
 //!    events (its store lost them), and keeps the old one across a node restart when its

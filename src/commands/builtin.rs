@@ -294,13 +294,17 @@ async fn history(args: &Value, caller: &Caller, commands: &Commands) -> Result<V
 
 /// A `?resume=` reconnect: each parked channel is rejoined from where it stopped, if the
 /// caller may still subscribe to it. `{"ok": true, "channels": [per channel: the subscribe
-/// result, or {"channel", "error"}]}`, or `{"ok": false, "reason"}` for an unknown, used,
-/// expired or another user's token.
+/// result, or {"channel", "error"}]}`, or `{"ok": false, "recovered": false, "reason"}` for
+/// an unknown, used, expired or another user's token. A token parked on another node is
+/// unknown here (tokens are per node): this node cannot know which channels it held, so it
+/// restores none and says, in the recovery invariant's own words, that nothing was
+/// recovered; the client resubscribes each channel with `since` and gets each one's
+/// `recovered` from that.
 pub async fn resume(commands: &Commands, caller: &Caller, token: &str, effects: &mut Effects) -> Value {
     let user = caller.user.as_ref().map(|u| u.id.as_str());
     let session = match commands.hub.tokens().take(token, user) {
         Ok(session) => session,
-        Err(e) => return json!({"ok": false, "reason": e.to_string()}),
+        Err(e) => return json!({"ok": false, "recovered": false, "reason": e.to_string()}),
     };
     let mut channels = Vec::with_capacity(session.channels.len());
     for parked in &session.channels {

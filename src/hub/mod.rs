@@ -125,6 +125,9 @@ pub struct Stats {
     pub dropped: [AtomicU64; 2],
     /// Sockets evicted as slow readers per policy: [disconnect, drop_oldest, latest].
     pub slow_closes: [AtomicU64; 3],
+    /// Channel events the broker skipped because its store no longer had them (pruned
+    /// before this node read them), once per event; subscribers got a `lost` frame.
+    pub broker_lost: AtomicU64,
     /// Messages read from sockets.
     pub messages_in: AtomicU64,
     /// Messages written to sockets.

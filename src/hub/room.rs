@@ -161,8 +161,13 @@ impl Room {
                 return;
             }
             if next > current.offset + 1 {
-                tracing::warn!(channel = %self.name, after = current.offset, got = next, "broker skipped offsets; history forgotten");
+                // The broker no longer has them (pruned before this node read them): the
+                // subscribers are told the range, never left a silent gap.
+                let (from, to) = (current.offset + 1, next - 1);
+                tracing::warn!(channel = %self.name, from, to, "broker lost events; subscribers told, history forgotten");
                 state.history.clear();
+                self.lost_locked(&mut state, from, to);
+                stats.broker_lost.fetch_add(to - from + 1, std::sync::atomic::Ordering::Relaxed);
             }
         } else {
             state.history.clear();
@@ -192,6 +197,21 @@ impl Room {
             sub.deliver(push.clone(), &mut fanout);
         }
         stats.record(self.rule.policy.slow_reader, fanout);
+    }
+
+    /// Tells every subscriber that events `from..=to` will never come (a `lost` frame, in
+    /// order before the next push: queued behind what it has, or held with a joiner's frames).
+    fn lost_locked(&self, state: &mut State, from: u64, to: u64) {
+        for sub in state.subscribers.values_mut() {
+            match sub.held.as_mut() {
+                Some(held) => {
+                    let frame = Message::text(protocol::lost(&self.name, from, to));
+                    held.frames.push_back(Push { frame, tag: None, policy: Default::default() });
+                    held.cap += 1;
+                }
+                None => sub.outbox.lost(&self.name, from, to),
+            }
+        }
     }
 
     fn prune(&self, state: &mut State, now: Instant) {

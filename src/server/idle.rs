@@ -35,6 +35,8 @@ struct Inner {
     last_end_ms: AtomicU64,
     /// Woken when the last request in flight ends.
     ended: Notify,
+    /// Woken when the first request begins.
+    first: Notify,
 }
 
 /// Held while a request (and its response body) is in flight; its drop marks the end.
@@ -52,15 +54,28 @@ impl Activity {
             served: AtomicBool::new(false),
             last_end_ms: AtomicU64::new(0),
             ended: Notify::new(),
+            first: Notify::new(),
         };
         Self { inner: Arc::new(inner) }
     }
 
     /// Marks a request as started; it ends when the guard is dropped.
     pub fn begin(&self) -> InFlight {
-        self.inner.served.store(true, Ordering::Release);
         self.inner.in_flight.fetch_add(1, Ordering::AcqRel);
+        if !self.inner.served.swap(true, Ordering::AcqRel) {
+            self.inner.first.notify_waiters();
+        }
         InFlight { inner: self.inner.clone() }
+    }
+
+    /// Resolves once the connection's first request has begun.
+    pub async fn first_request(&self) {
+        let first = self.inner.first.notified();
+        tokio::pin!(first);
+        first.as_mut().enable();
+        if !self.inner.served.load(Ordering::Acquire) {
+            first.await;
+        }
     }
 
     /// Resolves when the connection has been quiet too long: no first request within

@@ -49,6 +49,8 @@ pub use self::tls::TlsError;
 /// How long a connection closed for idleness may take to say goodbye (HTTP/2 GOAWAY)
 /// before it is dropped.
 const IDLE_CLOSE_GRACE: Duration = Duration::from_secs(1);
+/// How long a stop waits for the first request of a connection accepted just before it.
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// How often expired history is forgotten and idle rooms dropped: often enough that memory
 /// follows the TTLs, rarely enough to cost nothing.
 const HUB_SWEEP_INTERVAL: Duration = Duration::from_secs(5);
@@ -272,8 +274,8 @@ impl Plan {
         Arc::new(Shared { router, http: http_builder(&config), config, tls })
     }
 
-    /// The hub's upkeep (expired history, idle rooms) and the broker's background work;
-    /// both end when shutdown begins.
+    /// The admin API and the hub's upkeep (expired history, idle rooms); both end when
+    /// shutdown begins. The broker's background work starts in [`Plan::announce`].
     fn spawn_node_tasks(&self, listeners: &Listeners) -> Result<(), StartError> {
         if let (Some(listener), Some(admin)) = (&listeners.admin, &self.config.load().admin) {
             let addr = admin.listen;
@@ -294,12 +296,12 @@ impl Plan {
                 }
             }
         });
-        if let Some(work) = self.hub.broker().background(self.lifecycle.graceful.clone()) {
-            self.lifecycle.tasks.spawn(work);
-        }
         Ok(())
     }
 
+    /// Says the node listens, then starts the broker's background work on the first
+    /// worker's runtime: after the "listening" line, so the broker's own lines ("broker
+    /// listening") never come before it, however fast the database answers.
     fn announce(&self, running: &Running) {
         let config = self.config.load();
         let (plain, tls, upstream) = (&running.plain_addrs, &running.tls_addrs, &config.upstream.url);
@@ -307,6 +309,11 @@ impl Plan {
         let admin = running.admin_addr;
         let inherited = running.inherited;
         tracing::info!(?plain, ?tls, ?admin, %upstream, workers, inherited, "listening");
+        if let (Some(first), Some(work)) =
+            (running.workers.first(), self.hub.broker().background(self.lifecycle.graceful.clone()))
+        {
+            self.lifecycle.tasks.spawn_on(work, &first.runtime);
+        }
     }
 
     fn spawn_accept(&self, listener: TcpListener, is_tls: bool, current: Current) {
@@ -436,6 +443,15 @@ impl Connection {
                 }
             }
             () = self.graceful.cancelled() => {
+                // hyper closes an HTTP/1 connection at once if no request has begun on it,
+                // yet a client that connected before the stop has sent its request or is
+                // sending it: let that request begin, then close after its response.
+                let patience = FIRST_REQUEST_GRACE.min(server.header_read_timeout);
+                tokio::select! {
+                    result = conn.as_mut() => return log_end(result, &downstream),
+                    _ = tokio::time::timeout(patience, activity.first_request()) => {}
+                    () = self.hard.cancelled() => return,
+                }
                 conn.as_mut().graceful_shutdown();
                 tokio::select! {
                     result = conn.as_mut() => result,
@@ -443,9 +459,13 @@ impl Connection {
                 }
             }
         };
-        if let Err(e) = result {
-            tracing::debug!(peer = %downstream.peer, error = %e, "connection ended with an error");
-        }
+        log_end(result, &downstream);
+    }
+}
+
+fn log_end<E: std::fmt::Display>(result: Result<(), E>, downstream: &Downstream) {
+    if let Err(e) = result {
+        tracing::debug!(peer = %downstream.peer, error = %e, "connection ended with an error");
     }
 }
 

@@ -75,7 +75,10 @@ pub fn start(mut command: Command) -> Process {
             }
         }
     });
-    let ready = wait_for_line(&rx, "listening", Duration::from_secs(20));
+    // The message exactly: the broker's "broker listening" is another line.
+    let ready = wait_for_log(&rx, "the \"listening\" line", Duration::from_secs(20), |value| {
+        value["fields"]["message"] == "listening"
+    });
     let fields = &ready["fields"];
     let admin = addrs(&fields["admin"]).first().copied();
     Process { child, plain: addrs(&fields["plain"]), tls: addrs(&fields["tls"]), admin, lines: rx }

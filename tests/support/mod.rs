@@ -24,6 +24,7 @@ pub mod gunicorn;
 pub mod logs;
 pub mod pg;
 pub mod session_fixtures;
+pub mod tls;
 pub mod ws;
 
 use std::convert::Infallible;

@@ -433,6 +433,18 @@ impl Outbox {
         true
     }
 
+    /// Tells the socket that events `from..=to` of `channel` will never come: a `lost` entry
+    /// behind what is queued (merged into the channel's queued one, if any; not counted
+    /// against the bound, at most one per channel).
+    pub fn lost(&self, channel: &Arc<str>, from: u64, to: u64) {
+        let shared = &self.shared;
+        if shared.is_closed() {
+            return;
+        }
+        shared.lock().mark_lost(channel, None, &[from, to]);
+        shared.data.notify_one();
+    }
+
     /// The position of the last event of `channel` the write loop took.
     pub fn sent(&self, channel: &str) -> Option<crate::broker::Position> {
         self.shared.lock().sent.get(channel).cloned()
