@@ -182,6 +182,16 @@ def test_without_the_outbox_table_publishing_fails_the_callers_transaction(pg):
     assert rows() == []
 
 
+@on_postgres
+@pytest.mark.django_db(transaction=True)
+def test_the_table_itself_refuses_data_over_1_mib_from_any_writer(pg):
+    from django.db import IntegrityError
+
+    huge = outbox.Row("channel", channel="news", data='"' + "x" * (1 << 20) + '"')
+    with pytest.raises(IntegrityError, match="switchyard_outbox_data"), connection.cursor() as cursor:
+        cursor.execute(outbox.INSERT, huge.params())
+
+
 # === what is refused before any SQL, on every transport ===
 
 

@@ -103,13 +103,18 @@ def _depth(text: str) -> int:
 
 
 def _send(rows: list[Row], using: str | None) -> None:
+    """Hands `rows` (pushes, or one revocation) to the transport of database `using`; a
+    transport that cannot be built is logged, never raised."""
     alias = using or DEFAULT_DB_ALIAS
     try:
         transport = transports.get(alias)
     except PublishError as failure:
         logger.error("cannot publish: %s", failure)
         return
-    transport.publish(rows, alias)
+    if rows[0].kind.startswith("revoke_"):
+        transport.disconnect(rows[0], alias)
+    else:
+        transport.publish(rows, alias)
 
 
 def publish(channel: str, event: str, data: Any = None, *, using: str | None = None) -> None:
@@ -147,13 +152,7 @@ def disconnect(*, user: Any = None, session_key: str | None = None, using: str |
         row = Row("revoke_user", ids=(_user_id(user),))
     else:
         row = Row("revoke_session", ids=(_utf8_length(session_key, "session_key", MAX_ID),))
-    alias = using or DEFAULT_DB_ALIAS
-    try:
-        transport = transports.get(alias)
-    except PublishError as failure:
-        logger.error("cannot send a disconnect: %s", failure)
-        return
-    transport.disconnect(row, alias)
+    _send([row], using)
 
 
 def position(channel: str, *, using: str | None = None) -> Position | None:
