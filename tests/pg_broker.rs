@@ -722,6 +722,9 @@ async fn a_disconnect_sent_to_one_node_closes_the_users_sockets_on_the_other() {
 async fn a_resume_token_from_one_node_is_refused_on_the_other_and_since_recovers_there() {
     let db = FreshDatabase::new().await;
     let nodes = two_nodes(&db.url, NEWS);
+    // A subscriber on the other node shows when that node has applied an event.
+    let mut watcher = open(nodes[1].addr()).await;
+    subscribe(&mut watcher, json!("news")).await;
     let mut first = connect(nodes[0].addr(), "/ws/").await;
     let token = welcome(&mut first).await["resume"].as_str().unwrap().to_string();
     subscribe(&mut first, json!("news")).await;
@@ -730,6 +733,8 @@ async fn a_resume_token_from_one_node_is_refused_on_the_other_and_since_recovers
     let epoch = pushes(&mut first, 2).await[1]["epoch"].clone();
     drop(first);
     publish_range(&mut writer, 3, 4).await;
+    // Committed is not yet applied there: wait until it has 4, so the reply below is exact.
+    expect_range(&mut watcher, 1, 4).await;
     // Resume tokens are per node: the other one does not guess what the socket had.
     let mut second = connect(nodes[1].addr(), &format!("/ws/?resume={token}")).await;
     let greeting = welcome(&mut second).await;
