@@ -41,9 +41,8 @@ const OPEN_PATIENCE: Duration = Duration::from_secs(180);
 /// server's per-socket queue (Switchyard 256, the Channels layers' capacity 1000), so a
 /// phase measures delivery, not slow-reader policies.
 const WINDOW_EVENTS: u64 = 64;
-/// Events per publish request: a few for the shared channel (each reaches every socket),
-/// many for rooms (each reaches ten).
-const FANOUT_BATCH: usize = 2;
+/// Events per publish request for rooms (each reaches ten); the shared channel's batch is
+/// `--fanout-batch` (each of its events reaches every socket).
 const ROOMS_BATCH: usize = 500;
 /// The paced phases publish what is due at every tick.
 const TICK: Duration = Duration::from_millis(5);
@@ -94,6 +93,10 @@ struct Args {
     /// Deliveries per second offered in the paced phases (or 80% of the measured maximum).
     #[arg(long, default_value_t = 1_000_000)]
     rate: u64,
+    /// Events per publish request to the shared channel: a larger batch lets the server
+    /// put more frames in each write to a subscriber.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+    fanout_batch: u16,
 }
 
 static START: LazyLock<Instant> = LazyLock::new(Instant::now);
@@ -606,7 +609,7 @@ impl Bench {
         let cpu = CpuMeter::start(self.args.server_pid, self.args.broker_pid);
         let (start, deadline) = (Instant::now(), Instant::now() + Duration::from_secs(self.args.seconds));
         let window = WINDOW_EVENTS * self.opened;
-        let batch = batch_size(shape);
+        let batch = batch_size(&self.args, shape);
         let (mut owed, mut next, mut events) = (base, 0usize, 0u64);
         while Instant::now() < deadline {
             if owed.saturating_sub(self.stats.delivered()) > window {
@@ -642,7 +645,7 @@ impl Bench {
             let due = (start.elapsed().as_secs_f64() * events_per_s) as u64;
             let mut count = due.saturating_sub(events) as usize;
             while count > 0 {
-                let now = count.min(batch_size(shape));
+                let now = count.min(batch_size(&self.args, shape));
                 let (channels, more) = self.channel_batch(shape, &mut next, now);
                 self.publisher.publish(channels.into_iter()).await;
                 owed += more;
@@ -688,9 +691,9 @@ impl Bench {
 }
 
 /// Events per publish request (Switchyard's admin API takes at most 10,000).
-fn batch_size(shape: Shape) -> usize {
+fn batch_size(args: &Args, shape: Shape) -> usize {
     match shape {
-        Shape::Fanout => FANOUT_BATCH,
+        Shape::Fanout => usize::from(args.fanout_batch),
         Shape::Rooms => ROOMS_BATCH,
     }
 }
