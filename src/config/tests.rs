@@ -148,6 +148,7 @@ max_in_flight = 16
 max_state_size = "64KiB"
 revalidate = "1m"
 read_buffer_size = "4KiB"
+write_buffer_size = "8KiB"
 resume_ttl = "5m"
 max_subscriptions = 256
 
@@ -242,6 +243,7 @@ fn every_bounded_value_is_refused_past_its_bound_by_key() {
         ("[websocket]", "max_state_size = \"1B\"", "websocket.max_state_size"),
         ("[websocket]", "read_buffer_size = \"0B\"", "websocket.read_buffer_size"),
         ("[websocket]", "read_buffer_size = \"64GiB\"", "websocket.read_buffer_size"),
+        ("[websocket]", "write_buffer_size = \"2MiB\"", "websocket.write_buffer_size"),
         ("[backends]", "timeout = \"0s\"", "backends.timeout"),
         ("[backends]", "max_reply_size = \"0B\"", "backends.max_reply_size"),
         ("[[routes]]\npath = \"/ws/\"", "max_message_size = \"0B\"", "routes[0].max_message_size"),

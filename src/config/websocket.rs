@@ -31,6 +31,9 @@ pub const DEFAULT_MAX_STATE_SIZE: u64 = 64 << 10;
 pub const DEFAULT_REVALIDATE: Duration = Duration::from_secs(60);
 /// tungstenite's default (128 KiB, zero-filled) makes an idle socket cost ~134 KiB; 4 KiB ~6 KiB.
 pub const DEFAULT_READ_BUFFER_SIZE: u64 = 4 << 10;
+/// A fan-out batch of ~150-byte frames fits in ~60 writes' worth of one: the kernel's
+/// per-write cost, not ours, bounded deliveries per second with no buffer at all.
+pub const DEFAULT_WRITE_BUFFER_SIZE: u64 = 8 << 10;
 /// A chat message or a form, with room to spare; raise it per route for uploads.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
 /// A reconnect after a network change or a laptop lid takes seconds; five minutes is generous.
@@ -40,6 +43,8 @@ pub const DEFAULT_MAX_SUBSCRIPTIONS: usize = 256;
 /// tungstenite reads in chunks of the read buffer's size: below this every frame costs
 /// many reads; above the largest, every idle socket holds memory nobody uses.
 const READ_BUFFER_SIZES: std::ops::RangeInclusive<u64> = 256..=1 << 20;
+/// 0 writes every frame at once; past 1 MiB a burst's buffer outweighs the writes it saves.
+const WRITE_BUFFER_SIZES: std::ops::RangeInclusive<u64> = 0..=1 << 20;
 /// The smallest state a backend can set is `{}`.
 const MIN_STATE_SIZE: u64 = 2;
 
@@ -68,6 +73,8 @@ pub struct WebsocketConfig {
     pub revalidate: Duration,
     /// Read buffer per socket.
     pub read_buffer_size: usize,
+    /// Bytes of frames gathered per socket before one write.
+    pub write_buffer_size: usize,
     /// How long a closed socket's resume token stays usable.
     pub resume_ttl: Duration,
     /// Most channels per socket (at least 1).
@@ -147,6 +154,11 @@ pub(super) struct WebsocketSection {
     /// Read buffer per socket, from "256B" to "1MiB". Default: "4KiB".
     #[serde(default = "default_read_buffer_size")]
     pub read_buffer_size: ByteSize,
+    /// Bytes of frames a socket gathers before one write to the network, from "0B" (every
+    /// frame written at once) to "1MiB"; what is queued is written at the end of each batch
+    /// anyway. A socket that was sent a burst keeps a buffer this large. Default: "8KiB".
+    #[serde(default = "default_write_buffer_size")]
+    pub write_buffer_size: ByteSize,
     /// How long after a socket closes its `resume` token restores its subscriptions.
     /// Default: "5m".
     #[serde(default = "default_resume_ttl")]
@@ -291,6 +303,9 @@ fn default_revalidate() -> ConfigDuration {
 fn default_read_buffer_size() -> ByteSize {
     ByteSize(DEFAULT_READ_BUFFER_SIZE)
 }
+fn default_write_buffer_size() -> ByteSize {
+    ByteSize(DEFAULT_WRITE_BUFFER_SIZE)
+}
 fn default_resume_ttl() -> ConfigDuration {
     ConfigDuration(DEFAULT_RESUME_TTL)
 }
@@ -330,6 +345,7 @@ impl WebsocketSection {
             max_state_size: size("max_state_size", self.max_state_size, MIN_STATE_SIZE..=u64::MAX)?,
             revalidate: timer("revalidate", self.revalidate)?,
             read_buffer_size: size("read_buffer_size", self.read_buffer_size, READ_BUFFER_SIZES)?,
+            write_buffer_size: size("write_buffer_size", self.write_buffer_size, WRITE_BUFFER_SIZES)?,
             resume_ttl: timer("resume_ttl", self.resume_ttl)?,
             max_subscriptions: count("max_subscriptions", self.max_subscriptions)?,
         })

@@ -145,13 +145,14 @@ impl Websockets {
 
 impl Shared {
     /// tungstenite's limits for a socket on `route`: a small read buffer (see DESIGN.md,
-    /// performance notes) and the route's message size for both frames and messages.
+    /// performance notes), frames gathered up to the write buffer before one write (the
+    /// write loop flushes each batch), and the route's message size for frames and messages.
     fn ws_config(&self, route: &RouteConfig) -> WebSocketConfig {
         let max = route.max_message_size;
         WebSocketConfig::default()
             .read_buffer_size(self.config.read_buffer_size)
-            .write_buffer_size(0)
-            .max_write_buffer_size(max.saturating_mul(2).max(1 << 20))
+            .write_buffer_size(self.config.write_buffer_size)
+            .max_write_buffer_size(max.saturating_mul(2).max(1 << 20) + self.config.write_buffer_size)
             .max_message_size(Some(max))
             .max_frame_size(Some(max))
     }
