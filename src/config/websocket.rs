@@ -29,10 +29,12 @@ pub const DEFAULT_MAX_IN_FLIGHT: usize = 16;
 pub const DEFAULT_MAX_STATE_SIZE: u64 = 64 << 10;
 /// Pushed revocation closes sockets at once; this is only the fallback.
 pub const DEFAULT_REVALIDATE: Duration = Duration::from_secs(60);
-/// tungstenite's default (128 KiB, zero-filled) makes an idle socket cost ~134 KiB; 4 KiB ~6 KiB.
-pub const DEFAULT_READ_BUFFER_SIZE: u64 = 4 << 10;
-/// A fan-out batch of ~150-byte frames fits in ~60 writes' worth of one: the kernel's
-/// per-write cost, not ours, bounded deliveries per second with no buffer at all.
+/// An idle socket holds its read buffer, zero-filled: tungstenite's default (128 KiB) made one
+/// cost ~134 KiB, 4 KiB ~10.5 KiB, 1 KiB ~7.8 KiB. Large messages are read ahead in bigger
+/// pieces (`ws::read_ahead`), so a small buffer costs them nothing measurable.
+pub const DEFAULT_READ_BUFFER_SIZE: u64 = 1 << 10;
+/// About 60 fan-out frames of ~150 bytes a write: with no buffer every frame was a write(2)
+/// of its own, and the kernel's cost per write bounded deliveries per second.
 pub const DEFAULT_WRITE_BUFFER_SIZE: u64 = 8 << 10;
 /// A chat message or a form, with room to spare; raise it per route for uploads.
 pub const DEFAULT_MAX_MESSAGE_SIZE: u64 = 1 << 20;
@@ -151,7 +153,8 @@ pub(super) struct WebsocketSection {
     /// Default: "60s".
     #[serde(default = "default_revalidate")]
     pub revalidate: ConfigDuration,
-    /// Read buffer per socket, from "256B" to "1MiB". Default: "4KiB".
+    /// Read buffer per socket, from "256B" to "1MiB": what an idle socket holds; larger
+    /// messages are read ahead in 64 KiB pieces whatever its size. Default: "1KiB".
     #[serde(default = "default_read_buffer_size")]
     pub read_buffer_size: ByteSize,
     /// Bytes of frames a socket gathers before one write to the network, from "0B" (every

@@ -21,6 +21,7 @@ use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
 use super::hooks::{self, Verdict};
+use super::read_ahead::ReadAhead;
 use super::{CloseReason, Shared};
 use crate::commands::{Caller, Effects};
 use crate::config::Protocol;
@@ -29,7 +30,7 @@ use crate::hub::{self, Outbox, Registration, Slot};
 use crate::protocol;
 use crate::routes::{self, Refusal};
 
-type Ws = WebSocketStream<TokioIo<Upgraded>>;
+type Ws = WebSocketStream<ReadAhead<TokioIo<Upgraded>>>;
 
 /// How long the peer has to answer our close frame (or, after its protocol error, to stop
 /// sending) before the socket is dropped.

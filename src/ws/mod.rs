@@ -6,6 +6,7 @@ mod close;
 mod connection;
 pub mod handshake;
 mod hooks;
+mod read_ahead;
 
 use std::sync::{Arc, Mutex};
 
@@ -92,7 +93,7 @@ impl Websockets {
             match upgrade.await {
                 Ok(upgraded) => {
                     let ws = WebSocketStream::from_raw_socket(
-                        TokioIo::new(upgraded),
+                        read_ahead::ReadAhead::new(TokioIo::new(upgraded)),
                         Role::Server,
                         Some(shared.ws_config(&route)),
                     )
