@@ -153,6 +153,7 @@ impl Shared {
         WebSocketConfig::default()
             .read_buffer_size(self.config.read_buffer_size)
             .write_buffer_size(self.config.write_buffer_size)
+            // tungstenite panics unless the cap is above the write buffer.
             .max_write_buffer_size(max.saturating_mul(2).max(1 << 20) + self.config.write_buffer_size)
             .max_message_size(Some(max))
             .max_frame_size(Some(max))

@@ -72,7 +72,7 @@ impl<S: AsyncRead + Unpin> ReadAhead<S> {
         unsafe { ahead.set_len(n) };
         self.streaming = n == READ_AHEAD;
         if n > 0 {
-            (self.ahead, self.taken) = (Some(ahead), 0);
+            self.ahead = Some(ahead);
         }
         Poll::Ready(Ok(()))
     }
@@ -88,6 +88,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for ReadAhead<S> {
             this.take(buf);
             return Poll::Ready(Ok(()));
         }
+        // A read too big to go ahead of: a drained buffer kept for the stream goes back.
+        this.ahead = None;
         let wanted = buf.remaining();
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -177,6 +179,28 @@ mod tests {
             assert!(!stream.holds());
         }
         assert_eq!(stream.inner.reads, 3);
+    }
+
+    #[tokio::test]
+    async fn a_read_as_big_as_the_read_ahead_goes_straight_through_and_gives_the_buffer_back() {
+        let sent = pattern(3 * READ_AHEAD);
+        let (mut writer, reader) = tokio::io::duplex(sent.len());
+        writer.write_all(&sent).await.unwrap();
+        let mut stream = ReadAhead::new(reader);
+        let mut small = [0u8; 1024];
+        assert_eq!(stream.read(&mut small).await.unwrap(), 1024);
+        // Streaming: this read goes ahead, fills the buffer, and drains it in pieces.
+        let mut got = small.to_vec();
+        while got.len() < 1024 + READ_AHEAD {
+            let n = stream.read(&mut small).await.unwrap();
+            got.extend_from_slice(&small[..n]);
+        }
+        assert!(stream.holds(), "kept while the stream goes on");
+        let mut big = vec![0u8; READ_AHEAD];
+        let n = stream.read(&mut big).await.unwrap();
+        got.extend_from_slice(&big[..n]);
+        assert!(!stream.holds(), "a read that needs no buffer gives it back");
+        assert_eq!(got, sent[..got.len()]);
     }
 
     #[tokio::test]
