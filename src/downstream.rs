@@ -28,8 +28,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// trace id (AWS's `Root=1-…` is 40) fits with room, and a log line stays a line.
 pub const MAX_REQUEST_ID_LEN: usize = 128;
 
-/// Facts about one downstream connection; cheap to copy into each request.
-#[derive(Clone, Copy, Debug)]
+/// Facts about one downstream connection; cheap to clone into each request.
+#[derive(Clone, Debug)]
 pub struct Downstream {
     /// The TCP peer (a browser, or a trusted load balancer).
     pub peer: SocketAddr,
@@ -37,6 +37,9 @@ pub struct Downstream {
     pub tls: bool,
     /// True when `peer` is in `[server] trusted_proxies`.
     pub trusted: bool,
+    /// The peer's address as a header value, formatted once per connection rather than
+    /// once per request.
+    peer_value: HeaderValue,
 }
 
 /// Who is behind one request, as far as we believe: from the connection, and from a
@@ -57,6 +60,13 @@ pub struct Forwarding {
 }
 
 impl Downstream {
+    /// The facts of a connection from `peer`.
+    pub fn new(peer: SocketAddr, tls: bool, trusted: bool) -> Self {
+        let ip = peer.ip().to_canonical().to_string();
+        let peer_value = HeaderValue::from_str(&ip).unwrap_or_else(|_| HeaderValue::from_static(""));
+        Self { peer, tls, trusted, peer_value }
+    }
+
     /// The scheme the browser used as far as we can tell without headers.
     pub fn scheme(&self) -> &'static str {
         if self.tls {
@@ -91,9 +101,11 @@ impl Downstream {
             .and_then(|chain| chain.rsplit(',').next())
             .and_then(|last| last.trim().parse::<IpAddr>().ok())
             .map_or(peer, |ip| ip.to_canonical());
-        let chain = match prior_chain {
-            Some(prior) => format!("{prior}, {peer}"),
-            None => peer.to_string(),
+        let forwarded_for = match prior_chain {
+            Some(prior) => {
+                HeaderValue::from_str(&format!("{prior}, {peer}")).unwrap_or_else(|_| self.peer_value.clone())
+            }
+            None => self.peer_value.clone(),
         };
         let claimed_scheme = self
             .trusted
@@ -110,7 +122,7 @@ impl Downstream {
         Forwarding {
             scheme,
             client,
-            forwarded_for: HeaderValue::from_str(&chain).unwrap_or_else(|_| HeaderValue::from_static("")),
+            forwarded_for,
             forwarded_host: trusted_host.or_else(|| headers.get(header::HOST)).map(owned),
             request_id,
         }
@@ -166,7 +178,7 @@ mod tests {
     use super::*;
 
     fn downstream(trusted: bool, tls: bool) -> Downstream {
-        Downstream { peer: "10.0.0.9:5555".parse().unwrap(), tls, trusted }
+        Downstream::new("10.0.0.9:5555".parse().unwrap(), tls, trusted)
     }
 
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {

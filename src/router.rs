@@ -68,7 +68,8 @@ impl Router {
         }
         match self.routes.decide(req.uri().path(), is_websocket_upgrade(&req)) {
             Decision::Forward { buffering } => match self.statics.find(req.uri().path()) {
-                Some(dir) => dir.serve(req).await,
+                // Boxed, as below: a rare branch's state would otherwise be in every request's.
+                Some(dir) => Box::pin(dir.serve(req)).await,
                 None => {
                     let forwarding = downstream.forwarding(req.headers(), request_id);
                     self.forward(req, &downstream, &forwarding, buffering).await
@@ -76,7 +77,7 @@ impl Router {
             },
             Decision::Upgrade(route) => {
                 let forwarding = downstream.forwarding(req.headers(), request_id);
-                self.websockets.upgrade(req, route, forwarding).await
+                Box::pin(self.websockets.upgrade(req, route, forwarding)).await
             }
             Decision::NoRoute => body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path"),
             Decision::Denied => body::text(StatusCode::FORBIDDEN, "WebSocket is not allowed on this path"),
@@ -129,7 +130,7 @@ impl Router {
         let session = self.watch.as_ref().and_then(|w| w.session_of(req.headers()));
         let response = self.proxy.forward(req, downstream, forwarding, buffering).await;
         if let (Some(watch), Some(session)) = (&self.watch, session) {
-            watch.observe(&session, response.headers()).await;
+            Box::pin(watch.observe(&session, response.headers())).await;
         }
         response
     }

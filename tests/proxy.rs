@@ -430,3 +430,95 @@ async fn many_requests_share_one_pooled_upstream_connection() {
     }
     assert_eq!(up.connections(), 1, "the upstream saw a connection per request, not one kept alive");
 }
+
+/// A raw upstream that answers one request per connection with a keep-alive "ok", then
+/// waits `close_after` (or, with `None`, for us to close) and reports when the connection
+/// ended, counted from its answer.
+async fn one_answer_upstream(close_after: Option<Duration>) -> (String, mpsc::UnboundedReceiver<Duration>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let (ended_tx, ended_rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let ended = ended_tx.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").await.unwrap();
+                let answered = tokio::time::Instant::now();
+                match close_after {
+                    Some(after) => tokio::time::sleep(after).await,
+                    None => while !matches!(stream.read(&mut buf).await, Ok(0) | Err(_)) {},
+                }
+                let _ = ended.send(answered.elapsed());
+            });
+        }
+    });
+    (url, ended_rx)
+}
+
+#[tokio::test]
+async fn a_keep_alive_the_upstream_dropped_while_idle_is_not_the_browsers_error() {
+    // As gunicorn's keep-alive timeout does: each connection takes one request, then closes.
+    let (up, mut ended) = one_answer_upstream(Some(Duration::from_millis(50))).await;
+    let sy = start_switchyard(&minimal_config(&up, "")).await;
+    for i in 0..3 {
+        let response = client().get(url(sy.plain_addrs[0], "/").parse().unwrap()).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "request {i} was blamed on a closed keep-alive");
+        assert_eq!(read_body(response).await, "ok");
+        tokio::time::timeout(PATIENCE, ended.recv()).await.expect("the upstream closed its connection");
+    }
+}
+
+#[tokio::test]
+async fn an_idle_pooled_connection_is_closed_after_pool_idle_timeout() {
+    let (up, mut ended) = one_answer_upstream(None).await;
+    let sy = start_switchyard(&minimal_config(&up, "pool_idle_timeout = \"300ms\"")).await;
+    let response = client().get(url(sy.plain_addrs[0], "/").parse().unwrap()).await.unwrap();
+    assert_eq!(read_body(response).await, "ok");
+    let kept = tokio::time::timeout(PATIENCE, ended.recv()).await.expect("the idle connection was closed").unwrap();
+    assert!(kept >= Duration::from_millis(250), "closed after {kept:?}, before pool_idle_timeout");
+}
+
+#[tokio::test]
+async fn a_streamed_response_keeps_its_connection_and_the_next_request_gets_another() {
+    let (release_tx, release_rx) = tokio::sync::watch::channel(false);
+    let up = upstream(move |req| {
+        let mut release = release_rx.clone();
+        async move {
+            if req.uri().path() != "/stream" {
+                return reply(200, "quick");
+            }
+            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(2);
+            tokio::spawn(async move {
+                tx.send(Ok(Frame::data(Bytes::from_static(b"first;")))).await.unwrap();
+                let _ = release.wait_for(|r| *r).await;
+                tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await.unwrap();
+            });
+            Response::new(StreamBody::new(tokio_stream_from(rx)).boxed())
+        }
+    })
+    .await;
+    let sy = start_switchyard(&minimal_config(&up.url, "")).await;
+    let get = |path: &str| client().get(url(sy.plain_addrs[0], path).parse().unwrap());
+    let mut stream = get("/stream").await.unwrap().into_body();
+    assert_eq!(stream.frame().await.unwrap().unwrap().into_data().unwrap(), "first;");
+    // The stream's connection is not lent out while its body is open.
+    let quick = tokio::time::timeout(PATIENCE, get("/quick")).await.expect("queued behind a stream").unwrap();
+    assert_eq!(read_body(quick).await, "quick");
+    assert_eq!(up.connections(), 2);
+    release_tx.send(true).unwrap();
+    assert_eq!(stream.collect().await.unwrap().to_bytes(), "second");
+    // Both went back to the pool once their bodies ended: no third connection.
+    for _ in 0..3 {
+        assert_eq!(read_body(get("/quick").await.unwrap()).await, "quick");
+    }
+    assert_eq!(up.connections(), 2);
+}

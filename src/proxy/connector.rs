@@ -1,18 +1,11 @@
-//! Opens connections to the upstream, over TCP or a unix socket, for the pooled client.
-//!
-//! The pooled client asks for a connection per URI; ours ignores the URI's host because the
-//! upstream is fixed by config, and the URI only keys the pool.
+//! Opens connections to the upstream, over TCP or a unix socket, for the pool.
 
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Uri;
-use hyper_util::client::legacy::connect::{Connected, Connection};
-use hyper_util::rt::TokioIo;
 use pin_project_lite::pin_project;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
@@ -43,9 +36,11 @@ impl UpstreamConnector {
         Self { target: Arc::new(target), timeout }
     }
 
-    async fn connect(target: Arc<UpstreamUrl>, timeout: Duration) -> Result<UpstreamStream, ConnectError> {
+    /// A new connection to the upstream.
+    pub async fn connect(&self) -> Result<UpstreamStream, ConnectError> {
+        let (target, timeout) = (&self.target, self.timeout);
         let attempt = async {
-            match &*target {
+            match &**target {
                 UpstreamUrl::Tcp { authority } => {
                     let stream = TcpStream::connect(authority.as_str()).await?;
                     stream.set_nodelay(true)?;
@@ -62,21 +57,6 @@ impl UpstreamConnector {
     }
 }
 
-impl tower_service::Service<Uri> for UpstreamConnector {
-    type Response = TokioIo<UpstreamStream>;
-    type Error = ConnectError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
-
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _uri: Uri) -> Self::Future {
-        let (target, timeout) = (self.target.clone(), self.timeout);
-        Box::pin(async move { Self::connect(target, timeout).await.map(TokioIo::new) })
-    }
-}
-
 pin_project! {
     /// A connection to the upstream.
     #[project = StreamProj]
@@ -85,12 +65,6 @@ pin_project! {
         Tcp { #[pin] inner: TcpStream },
         /// Over a unix socket.
         Unix { #[pin] inner: UnixStream },
-    }
-}
-
-impl Connection for UpstreamStream {
-    fn connected(&self) -> Connected {
-        Connected::new()
     }
 }
 

@@ -19,25 +19,34 @@ use crate::downstream::{Forwarding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARD
 /// Headers that describe one hop, never forwarded (RFC 9110 §7.6.1, plus the old Keep-Alive
 /// and Proxy-Connection that browsers still send, and the proxy credentials meant for us).
 /// `Trailer` is end-to-end: hyper sends only the trailer fields it declares.
-const HOP_BY_HOP: [HeaderName; 7] = [
-    header::CONNECTION,
-    HeaderName::from_static("keep-alive"),
-    HeaderName::from_static("proxy-connection"),
-    header::PROXY_AUTHENTICATE,
-    header::PROXY_AUTHORIZATION,
-    header::TE,
-    header::TRANSFER_ENCODING,
+const HOP_BY_HOP: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "transfer-encoding",
 ];
 
+/// For a field's (lower-case) name.
+fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.contains(&name)
+}
+
 /// Forwarding claims believed only from a trusted proxy, and otherwise dropped.
-const UNTRUSTED_CLAIMS: [HeaderName; 6] = [
-    HeaderName::from_static("forwarded"),
-    HeaderName::from_static("x-real-ip"),
-    HeaderName::from_static("x-forwarded-port"),
-    HeaderName::from_static("x-forwarded-ssl"),
-    HeaderName::from_static("x-forwarded-scheme"),
-    HeaderName::from_static("x-client-ip"),
-];
+fn is_forwarding_claim(name: &str) -> bool {
+    matches!(
+        name,
+        "forwarded" | "x-real-ip" | "x-forwarded-port" | "x-forwarded-ssl" | "x-forwarded-scheme" | "x-client-ip"
+    )
+}
+
+/// Identity and signatures toward Django come only from Switchyard: client `X-Switchyard-*`
+/// go, and so does every name with an underscore (WSGI would read it as a dash).
+fn is_spoofable(name: &str) -> bool {
+    name.starts_with(SWITCHYARD_PREFIX) || name.contains('_')
+}
 
 /// Prefix of the headers only Switchyard may send to Django.
 const SWITCHYARD_PREFIX: &str = "x-switchyard-";
@@ -46,20 +55,25 @@ const SWITCHYARD_PREFIX: &str = "x-switchyard-";
 /// a trusted proxy, `forwarding` what the request's browser is.
 pub fn prepare_request(headers: &mut HeaderMap, trusted: bool, forwarding: &Forwarding) {
     let wants_trailers = accepts_trailers(headers);
-    remove_hop_by_hop(headers);
+    // One pass over the names, and a removal only for those present: most requests carry
+    // none of these, and a lookup per rule would cost more than the rest of the rewrite.
+    let doomed = {
+        let listed = connection_listed(headers);
+        names_where(headers, |name| {
+            is_hop_by_hop(name)
+                || name == "upgrade"
+                || is_spoofable(name)
+                || (!trusted && is_forwarding_claim(name))
+                || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
+        })
+    };
+    remove_all(headers, doomed);
     if wants_trailers {
         // `TE: trailers` is the one TE value that must travel: without it the upstream may
         // not send the trailers the downstream asked for.
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
-    headers.remove(header::UPGRADE);
-    strip_spoofable(headers);
     merge_cookies(headers);
-    if !trusted {
-        for name in &UNTRUSTED_CLAIMS {
-            headers.remove(name);
-        }
-    }
     headers.insert(X_FORWARDED_FOR, forwarding.forwarded_for.clone());
     headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(forwarding.scheme));
     headers.insert(X_REQUEST_ID, forwarding.request_id.clone());
@@ -84,34 +98,34 @@ pub fn prepare_response(headers: &mut HeaderMap) {
         // vector if it travelled on).
         headers.remove(header::CONTENT_LENGTH);
     }
-    remove_hop_by_hop(headers);
+    let doomed = {
+        let listed = connection_listed(headers);
+        names_where(headers, |name| is_hop_by_hop(name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name)))
+    };
+    remove_all(headers, doomed);
 }
 
-/// Removes the fixed hop-by-hop set and every field named in `Connection` (but never
-/// `Host`: a request without one means something else).
-fn remove_hop_by_hop(headers: &mut HeaderMap) {
-    let named: Vec<HeaderName> = headers
+/// The fields `Connection` names as hop-by-hop, beyond those always removed (never
+/// `Host`: a request without one means something else). Usually none (`keep-alive` is
+/// always removed), and then nothing is allocated.
+fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
+    headers
         .get_all(header::CONNECTION)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .filter_map(|name| HeaderName::from_bytes(name.trim().as_bytes()).ok())
-        .filter(|name| name != header::HOST)
-        .collect();
-    for name in named.iter().chain(HOP_BY_HOP.iter()) {
-        headers.remove(name);
-    }
+        .map(str::trim)
+        .filter(|t| !t.eq_ignore_ascii_case("host") && !HOP_BY_HOP.iter().any(|hop| hop.eq_ignore_ascii_case(t)))
+        .collect()
 }
 
-/// Identity and signatures toward Django come only from Switchyard: client `X-Switchyard-*`
-/// go, and so does every name with an underscore (WSGI would read it as a dash).
-pub fn strip_spoofable(headers: &mut HeaderMap) {
-    let spoofed: Vec<HeaderName> = headers
-        .keys()
-        .filter(|k| k.as_str().starts_with(SWITCHYARD_PREFIX) || k.as_str().contains('_'))
-        .cloned()
-        .collect();
-    for name in spoofed {
+/// The (lower-case) names `doomed` picks; allocates only when it picks any.
+fn names_where(headers: &HeaderMap, doomed: impl Fn(&str) -> bool) -> Vec<HeaderName> {
+    headers.keys().filter(|name| doomed(name.as_str())).cloned().collect()
+}
+
+fn remove_all(headers: &mut HeaderMap, names: Vec<HeaderName>) {
+    for name in names {
         headers.remove(name);
     }
 }

@@ -7,32 +7,33 @@
 //! writes it ([`response_body`]) unless the route or Django (`X-Accel-Buffering: no`) asks
 //! for streaming. A gunicorn sync worker is therefore never held by a slow browser.
 //!
-//! One pooled keep-alive client is built per worker thread; the temp-file budget is shared
-//! by all. Every failure is a short plain-text reply from [`ProxyError::status`], logged by
-//! who caused it: the browser (400/408/413, debug), Django (502/504, warn), or us (503).
+//! Each worker thread keeps its own keep-alive connections ([`pool`]); the temp-file budget
+//! is shared by all. Every failure is a short plain-text reply from [`ProxyError::status`],
+//! logged by who caused it: the browser (400/408/413, debug), Django (502/504, warn), or us
+//! (503).
 
 mod connector;
 mod disk;
 pub mod headers;
+mod pool;
 mod request_body;
 mod response_body;
 
 use std::time::{Duration, Instant};
 
-use http::uri::{Authority, PathAndQuery, Scheme};
+use http::uri::PathAndQuery;
 use http::{header, HeaderValue, Request, Response, StatusCode, Uri, Version};
 use http_body::Body as _;
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::body::{self, Body};
-use crate::config::{BufferingConfig, Config, UpstreamUrl};
+use crate::config::{BufferingConfig, Config};
 use crate::downstream::{Downstream, Forwarding};
 
 pub use self::connector::{ConnectError, UpstreamConnector};
 pub use self::disk::TempDisk;
+use self::pool::{Pool, PoolError, PooledBody};
 pub use self::request_body::RequestBodyError;
 use self::request_body::{BodyLimits, Sent};
 pub use self::response_body::ResponseBodyError;
@@ -55,13 +56,13 @@ pub enum ProxyError {
     RequestBody(#[from] RequestBodyError),
     /// The upstream could not be connected to (Django's side).
     #[error("upstream unreachable")]
-    UpstreamUnreachable(#[source] hyper_util::client::legacy::Error),
+    UpstreamUnreachable(#[source] ConnectError),
     /// Connecting or waiting for the response head took too long (Django's side).
     #[error("upstream did not answer within {after:?}")]
     UpstreamTimeout { after: Duration },
     /// The upstream broke the exchange (closed early, sent garbage).
     #[error("upstream failed")]
-    UpstreamFailed(#[source] hyper_util::client::legacy::Error),
+    UpstreamFailed(#[source] hyper::Error),
     /// A small response's body broke before anything was sent downstream.
     #[error(transparent)]
     ResponseBody(#[from] ResponseBodyError),
@@ -129,11 +130,10 @@ impl ProxyError {
     }
 }
 
-/// The pooled client to the upstream and the limits it applies.
+/// The worker's upstream connections and the limits forwarding applies.
 #[derive(Clone, Debug)]
 pub struct Proxy {
-    client: Client<UpstreamConnector, Body>,
-    authority: Authority,
+    pool: Pool,
     response_timeout: Duration,
     body_limits: BodyLimits,
     buffering: BufferingConfig,
@@ -141,26 +141,13 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// Builds the pooled client once per worker; clones share the pool. `disk` is the
-    /// temp-file budget every worker shares.
+    /// Built once per worker; clones share the pool. `disk` is the temp-file budget every
+    /// worker shares.
     pub fn new(config: &Config, disk: TempDisk) -> Self {
         let upstream = &config.upstream;
         let connector = UpstreamConnector::new(upstream.url.clone(), upstream.connect_timeout);
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(upstream.pool_idle_timeout)
-            .pool_max_idle_per_host(upstream.pool_max_idle)
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .set_host(false)
-            .build(connector);
-        let authority = match &upstream.url {
-            UpstreamUrl::Tcp { authority } => authority.parse().ok(),
-            UpstreamUrl::Unix { .. } => None,
-        };
         Self {
-            client,
-            // A unix upstream has no authority; this one only keys the connection pool.
-            authority: authority.unwrap_or_else(|| Authority::from_static("upstream.invalid")),
+            pool: Pool::new(connector, upstream.pool_max_idle, upstream.pool_idle_timeout),
             response_timeout: upstream.response_timeout,
             body_limits: BodyLimits {
                 max: upstream.max_request_body,
@@ -224,14 +211,23 @@ impl Proxy {
 
     /// Sends the request; the upstream's clock (`response_timeout`) starts once the request
     /// body has gone out, so a slow upload is never blamed on Django.
-    async fn send(&self, req: Request<Body>) -> Result<(Response<Incoming>, Duration), ProxyError> {
+    async fn send(&self, req: Request<Body>) -> Result<(Response<PooledBody>, Duration), ProxyError> {
         let (parts, body) = req.into_parts();
-        let (body, sent) = Sent::new(body);
-        let request = self.client.request(Request::from_parts(parts, body.boxed()));
+        let (body, sent) = match body.is_end_stream() {
+            true => (body, None),
+            false => {
+                let (body, sent) = Sent::new(body);
+                (body.boxed(), Some(sent))
+            }
+        };
+        let request = self.pool.send(Request::from_parts(parts, body));
         tokio::pin!(request);
-        let early = tokio::select! {
-            answered = &mut request => Some(answered),
-            _ = sent => None,
+        let early = match sent {
+            Some(sent) => tokio::select! {
+                answered = &mut request => Some(answered),
+                _ = sent => None,
+            },
+            None => None,
         };
         let started = Instant::now();
         let answered = match early {
@@ -260,7 +256,7 @@ impl Proxy {
         Ok(Response::from_parts(parts, body))
     }
 
-    /// The request as the upstream gets it: headers rewritten, absolute URI for the pool,
+    /// The request as the upstream gets it: headers rewritten, the target in origin form,
     /// and the body either read whole (with its `Content-Length`) or streamed.
     async fn upstream_request(
         &self,
@@ -272,15 +268,10 @@ impl Proxy {
         let (mut parts, incoming) = req.into_parts();
         headers::prepare_request(&mut parts.headers, trusted, forwarding);
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
-        parts.uri = Uri::builder()
-            .scheme(Scheme::HTTP)
-            .authority(self.authority.clone())
-            .path_and_query(path)
-            .build()
-            .unwrap_or_default();
+        parts.uri = Uri::from(path);
         parts.version = Version::HTTP_11;
         let body = if buffer && !incoming.is_end_stream() {
-            let buffered = request_body::buffer(incoming, &self.body_limits, &self.disk).await?;
+            let buffered = Box::pin(request_body::buffer(incoming, &self.body_limits, &self.disk)).await?;
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(buffered.len));
             buffered.body
         } else {
@@ -290,14 +281,14 @@ impl Proxy {
     }
 
     /// Finds what went wrong by walking the error's causes.
-    fn classify(&self, err: hyper_util::client::legacy::Error) -> ProxyError {
-        if let Some(body) = crate::find_cause::<RequestBodyError>(&err) {
-            return ProxyError::RequestBody(body.copied());
-        }
-        match crate::find_cause::<ConnectError>(&err) {
-            Some(ConnectError::TimedOut { after, .. }) => ProxyError::UpstreamTimeout { after: *after },
-            Some(ConnectError::Unreachable { .. }) => ProxyError::UpstreamUnreachable(err),
-            None => ProxyError::UpstreamFailed(err),
+    fn classify(&self, err: PoolError) -> ProxyError {
+        match err {
+            PoolError::Connect(ConnectError::TimedOut { after, .. }) => ProxyError::UpstreamTimeout { after },
+            PoolError::Connect(unreachable) => ProxyError::UpstreamUnreachable(unreachable),
+            PoolError::Exchange(err) => match crate::find_cause::<RequestBodyError>(&err) {
+                Some(body) => ProxyError::RequestBody(body.copied()),
+                None => ProxyError::UpstreamFailed(err),
+            },
         }
     }
 }

@@ -82,27 +82,38 @@ impl Activity {
     /// `first_request`, or no request in flight for `idle`.
     pub async fn quiet(&self, first_request: Duration, idle: Duration) {
         let inner = &self.inner;
+        let timer = tokio::time::sleep_until(inner.opened + first_request);
+        tokio::pin!(timer);
+        tokio::select! {
+            () = timer.as_mut() => if !inner.served.load(Ordering::Acquire) {
+                return;
+            },
+            () = self.first_request() => {}
+        }
+        // From here on the timer is left alone while requests come and go: when it fires,
+        // the deadline is worked out again from the last request's end, and the timer moved
+        // on to it. A deadline only ever moves later, so the timer never fires after it.
         loop {
-            let ended = inner.ended.notified();
-            tokio::pin!(ended);
-            ended.as_mut().enable();
-            let now = Instant::now();
-            let deadline = if !inner.served.load(Ordering::Acquire) {
-                inner.opened + first_request
-            } else if inner.in_flight.load(Ordering::Acquire) > 0 {
-                // Busy: nothing to time until the last request ends.
-                ended.await;
-                continue;
-            } else {
-                inner.opened + Duration::from_millis(inner.last_end_ms.load(Ordering::Acquire)) + idle
-            };
-            if deadline <= now {
+            self.settled().await;
+            let deadline = inner.opened + Duration::from_millis(inner.last_end_ms.load(Ordering::Acquire)) + idle;
+            if deadline <= Instant::now() {
                 return;
             }
-            tokio::select! {
-                () = tokio::time::sleep_until(deadline) => {}
-                () = ended => {}
+            timer.as_mut().reset(deadline);
+            timer.as_mut().await;
+        }
+    }
+
+    /// Resolves once no request is in flight.
+    async fn settled(&self) {
+        loop {
+            let ended = self.inner.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            if self.inner.in_flight.load(Ordering::Acquire) == 0 {
+                return;
             }
+            ended.await;
         }
     }
 }

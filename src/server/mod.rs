@@ -416,7 +416,7 @@ struct Connection {
 impl Connection {
     async fn run(self, stream: TcpStream, peer: SocketAddr, tls: Option<Terminator>) {
         let _ = stream.set_nodelay(true);
-        let downstream = Downstream { peer, tls: tls.is_some(), trusted: self.shared.config.server.trusts(peer.ip()) };
+        let downstream = Downstream::new(peer, tls.is_some(), self.shared.config.server.trusts(peer.ip()));
         let Some(acceptor) = tls else {
             return self.serve(stream, downstream).await;
         };
@@ -436,8 +436,9 @@ impl Connection {
         let current = self.current.clone();
         let activity = idle::Activity::new();
         let tracked = activity.clone();
+        let peer = downstream.clone();
         let service = service_fn(move |req| {
-            let (shared, in_flight) = (current.load_full(), tracked.begin());
+            let (shared, in_flight, downstream) = (current.load_full(), tracked.begin(), peer.clone());
             async move {
                 let response = shared.respond(req, downstream).await;
                 Ok::<_, std::convert::Infallible>(response.map(|body| idle::Held::new(body, in_flight).boxed()))
@@ -490,6 +491,7 @@ impl Shared {
         let request_id = downstream.request_id(req.headers());
         let logged =
             self.config.log.access.then(|| (Instant::now(), req.method().clone(), req.uri().path().to_owned()));
+        let peer = downstream.peer;
         let mut response = self.router.handle(req, downstream, request_id.clone()).await;
         let Some((started, method, path)) = logged else {
             response.headers_mut().insert(X_REQUEST_ID, request_id);
@@ -502,7 +504,7 @@ impl Shared {
             path,
             status: response.status(),
             upstream: response.extensions().get::<UpstreamTime>().map(|t| t.0),
-            peer: downstream.peer,
+            peer,
             request_id,
         };
         response.map(|body| access::Logged::new(body, record).boxed())

@@ -2,7 +2,7 @@ use super::*;
 use crate::downstream::Downstream;
 
 fn downstream(trusted: bool, tls: bool) -> Downstream {
-    Downstream { peer: "10.0.0.9:5555".parse().unwrap(), tls, trusted }
+    Downstream::new("10.0.0.9:5555".parse().unwrap(), tls, trusted)
 }
 
 fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
