@@ -12,13 +12,15 @@
 //! `response_timeout` cuts the body, as nginx's proxy_read_timeout does.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use http::HeaderMap;
-use http_body::{Body, Frame};
-use http_body_util::{BodyExt, Full, StreamBody};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::{BodyExt, StreamBody};
 use tokio::sync::Notify;
 
 use super::disk::{TempDisk, TempFile};
@@ -63,12 +65,53 @@ where
     if !small || body.is_end_stream() {
         return Err(ReadSmall::Unread(body));
     }
-    match tokio::time::timeout(limits.read_timeout, body.collect()).await {
-        Ok(Ok(collected)) => Ok(Full::new(collected.to_bytes()).map_err(|never| match never {}).boxed()),
+    match tokio::time::timeout(limits.read_timeout, Chunks::read(body)).await {
+        Ok(Ok(chunks)) => Ok(chunks.boxed()),
         Ok(Err(e)) => {
             Err(ReadSmall::Failed(ResponseBodyError::UpstreamFailed(crate::error_chain(&*e.into()).to_string())))
         }
         Err(_) => Err(ReadSmall::Failed(ResponseBodyError::UpstreamStalled { after: limits.read_timeout })),
+    }
+}
+
+/// A body read whole, sent on in the pieces it arrived in: one write of them all, no copy
+/// into one buffer first.
+struct Chunks {
+    chunks: VecDeque<Bytes>,
+    len: u64,
+}
+
+impl Chunks {
+    /// Reads `body` to its end; its trailers are dropped (a body with a length has none).
+    async fn read<B: Body<Data = Bytes> + Unpin>(mut body: B) -> Result<Self, B::Error> {
+        let mut chunks = Self { chunks: VecDeque::new(), len: 0 };
+        while let Some(frame) = body.frame().await {
+            if let Ok(data) = frame?.into_data() {
+                chunks.len += data.len() as u64;
+                chunks.chunks.push_back(data);
+            }
+        }
+        Ok(chunks)
+    }
+}
+
+impl Body for Chunks {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.get_mut();
+        let chunk = this.chunks.pop_front();
+        this.len -= chunk.as_ref().map_or(0, |c| c.len() as u64);
+        Poll::Ready(chunk.map(|c| Ok(Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
     }
 }
 
