@@ -100,22 +100,21 @@ async fn chunked_request_body_reaches_the_upstream_with_its_length() {
     assert_eq!(read_body(response).await, "chunked=false declared=Some(\"10000\") len=10000");
 }
 
+/// A chunked response: "first;" at once, "second" once `release` turns true.
+async fn held_stream(mut release: tokio::sync::watch::Receiver<bool>) -> Response<switchyard::body::Body> {
+    let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(2);
+    tokio::spawn(async move {
+        tx.send(Ok(Frame::data(Bytes::from_static(b"first;")))).await.unwrap();
+        let _ = release.wait_for(|r| *r).await;
+        tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await.unwrap();
+    });
+    Response::new(StreamBody::new(tokio_stream_from(rx)).boxed())
+}
+
 #[tokio::test]
 async fn chunked_response_streams_before_the_upstream_finishes() {
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
-    let up = upstream(move |_| {
-        let mut release = release_rx.clone();
-        async move {
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(2);
-            tokio::spawn(async move {
-                tx.send(Ok(Frame::data(Bytes::from_static(b"first;")))).await.unwrap();
-                let _ = release.wait_for(|r| *r).await;
-                tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await.unwrap();
-            });
-            Response::new(StreamBody::new(tokio_stream_from(rx)).boxed())
-        }
-    })
-    .await;
+    let up = upstream(move |_| held_stream(release_rx.clone())).await;
     let sy = start_switchyard(&minimal_config(&up.url, "")).await;
     let response = client().get(url(sy.plain_addrs[0], "/stream").parse().unwrap()).await.unwrap();
     let mut body = response.into_body();
@@ -491,18 +490,12 @@ async fn an_idle_pooled_connection_is_closed_after_pool_idle_timeout() {
 async fn a_streamed_response_keeps_its_connection_and_the_next_request_gets_another() {
     let (release_tx, release_rx) = tokio::sync::watch::channel(false);
     let up = upstream(move |req| {
-        let mut release = release_rx.clone();
+        let release = release_rx.clone();
         async move {
-            if req.uri().path() != "/stream" {
-                return reply(200, "quick");
+            match req.uri().path() {
+                "/stream" => held_stream(release).await,
+                _ => reply(200, "quick"),
             }
-            let (tx, rx) = mpsc::channel::<Result<Frame<Bytes>, switchyard::body::BoxError>>(2);
-            tokio::spawn(async move {
-                tx.send(Ok(Frame::data(Bytes::from_static(b"first;")))).await.unwrap();
-                let _ = release.wait_for(|r| *r).await;
-                tx.send(Ok(Frame::data(Bytes::from_static(b"second")))).await.unwrap();
-            });
-            Response::new(StreamBody::new(tokio_stream_from(rx)).boxed())
         }
     })
     .await;
