@@ -130,8 +130,12 @@ impl Pool {
         }
         state.idle.push(Idle { sender, since: Instant::now() });
         if !state.sweeping {
-            state.sweeping = true;
-            tokio::spawn(sweep(Arc::downgrade(&self.inner)));
+            // A body dropped off the runtime (as it shuts down) has no sweep to start; the
+            // next put-back on a worker starts one.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                state.sweeping = true;
+                runtime.spawn(sweep(Arc::downgrade(&self.inner)));
+            }
         }
     }
 
