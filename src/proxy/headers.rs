@@ -57,16 +57,9 @@ pub fn prepare_request(headers: &mut HeaderMap, trusted: bool, forwarding: &Forw
     let wants_trailers = accepts_trailers(headers);
     // One pass over the names, and a removal only for those present: most requests carry
     // none of these, and a lookup per rule would cost more than the rest of the rewrite.
-    let doomed = {
-        let listed = connection_listed(headers);
-        names_where(headers, |name| {
-            is_hop_by_hop(name)
-                || name == "upgrade"
-                || is_spoofable(name)
-                || (!trusted && is_forwarding_claim(name))
-                || listed.iter().any(|l| l.eq_ignore_ascii_case(name))
-        })
-    };
+    let doomed = hop_by_hop_and(headers, |name| {
+        name == "upgrade" || is_spoofable(name) || (!trusted && is_forwarding_claim(name))
+    });
     remove_all(headers, doomed);
     if wants_trailers {
         // `TE: trailers` is the one TE value that must travel: without it the upstream may
@@ -98,10 +91,7 @@ pub fn prepare_response(headers: &mut HeaderMap) {
         // vector if it travelled on).
         headers.remove(header::CONTENT_LENGTH);
     }
-    let doomed = {
-        let listed = connection_listed(headers);
-        names_where(headers, |name| is_hop_by_hop(name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name)))
-    };
+    let doomed = hop_by_hop_and(headers, |_| false);
     remove_all(headers, doomed);
 }
 
@@ -119,8 +109,11 @@ fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
         .collect()
 }
 
-/// The (lower-case) names `doomed` picks; allocates only when it picks any.
-fn names_where(headers: &HeaderMap, doomed: impl Fn(&str) -> bool) -> Vec<HeaderName> {
+/// The names present that are hop-by-hop (fixed, or listed in `Connection`) or that `also`
+/// picks (it is shown lower-case names); allocates only when there are any.
+fn hop_by_hop_and(headers: &HeaderMap, also: impl Fn(&str) -> bool) -> Vec<HeaderName> {
+    let listed = connection_listed(headers);
+    let doomed = |name: &str| is_hop_by_hop(name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name)) || also(name);
     headers.keys().filter(|name| doomed(name.as_str())).cloned().collect()
 }
 

@@ -167,6 +167,15 @@ struct Lease {
     sender: SendRequest<Body>,
 }
 
+impl Lease {
+    /// Returns the connection to its pool, once.
+    fn give_back(lease: &mut Option<Lease>) {
+        if let Some(lease) = lease.take() {
+            lease.pool.put_back(lease.sender);
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The upstream's response body; gives its connection back to the pool once read to
     /// the end (a body dropped unread closes the connection instead).
@@ -181,9 +190,7 @@ pin_project_lite::pin_project! {
         fn drop(this: Pin<&mut Self>) {
             let this = this.project();
             if *this.ended || this.body.is_end_stream() {
-                if let Some(lease) = this.lease.take() {
-                    lease.pool.put_back(lease.sender);
-                }
+                Lease::give_back(this.lease);
             }
         }
     }
@@ -209,9 +216,7 @@ impl http_body::Body for PooledBody {
             Some(Err(_)) => drop(this.lease.take()),
         }
         if *this.ended {
-            if let Some(lease) = this.lease.take() {
-                lease.pool.put_back(lease.sender);
-            }
+            Lease::give_back(this.lease);
         }
         Poll::Ready(frame)
     }
