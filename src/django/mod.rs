@@ -337,46 +337,25 @@ fn from_unix_secs(s: f64) -> Option<SystemTime> {
 
 impl Inner {
     /// A cache miss: session, then user. `Err` only when the database failed.
-    async fn load(&self, key: &str) -> Result<Entry, StoreError> {
+    async fn load(self: &Arc<Self>, key: &str) -> Result<Entry, StoreError> {
         let now = self.clock.now();
-        let anon =
-            |reason, expires| Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires };
-        // A user row already read in the same query as the session (see `pk_hints`).
-        let mut joined_user: Option<(auth::Pk, Option<auth::UserRow>)> = None;
-        let (session, expires) = match self.engine {
+        let (verdict, read_user) = match self.engine {
             Engine::SignedCookies => {
                 match store::signed_cookies::load(&self.signer, key, self.cookie_age_secs, unix_secs(now)) {
-                    Ok((v, until)) => (v, from_unix_secs(until)),
-                    Err(e) => return Ok(anon(signing_reason(&e), None)),
+                    Ok((v, until)) => (self.claims(&v, from_unix_secs(until)), None),
+                    Err(e) => (Err((signing_reason(&e), None)), None),
                 }
             }
-            Engine::Db | Engine::CachedDb => {
-                let row = match self.pk_hints.get(key).await {
-                    Some(pk) => self.store.load_session_with_user(key, now, pk).await?.map(|(row, user)| {
-                        joined_user = Some((pk, user));
-                        row
-                    }),
-                    None => self.store.load_session(key, now).await?,
-                };
-                let Some(row) = row else {
-                    return Ok(anon(Anonymous::NoSuchSession, None));
-                };
-                if !row.live {
-                    return Ok(anon(Anonymous::Expired, None));
-                }
-                let expires = from_unix_secs(row.expires_at);
-                match self.signer.loads(&row.session_data, None, unix_secs(now)) {
-                    Ok(v) => (v, expires),
-                    Err(e) => return Ok(anon(signing_reason(&e), expires)),
-                }
+            Engine::Db | Engine::CachedDb => self.read_session(key, now).await?,
+        };
+        let (claims, expires) = match verdict {
+            Ok(v) => v,
+            Err((reason, expires)) => {
+                return Ok(Entry { identity: Identity::Anonymous(reason), user_id: None, session_expires: expires })
             }
         };
-        let claims = match self.policy.claims(&session) {
-            Ok(c) => c,
-            Err(reason) => return Ok(anon(reason, expires)),
-        };
-        let row = match joined_user {
-            Some((guess, row)) if guess == claims.pk => row,
+        let row = match read_user {
+            Some((pk, row)) if pk == claims.pk => row,
             _ => self.store.load_user(claims.pk).await?,
         };
         if self.engine != Engine::SignedCookies {
@@ -388,7 +367,53 @@ impl Inner {
             session_expires: expires,
         })
     }
+
+    /// The session row's verdict and the user row read with it: joined to the `pk_hints`
+    /// guess when there is one, otherwise read by the pk the session claims, in the same
+    /// trip to the database.
+    async fn read_session(self: &Arc<Self>, key: &str, now: SystemTime) -> Result<(Verdict, ReadUser), StoreError> {
+        if let Some(pk) = self.pk_hints.get(key).await {
+            return Ok(match self.store.load_session_with_user(key, now, pk).await? {
+                None => (Err((Anonymous::NoSuchSession, None)), None),
+                Some((row, user)) => (self.session_claims(&row, now), Some((pk, user))),
+            });
+        }
+        let me = self.clone();
+        let claim = move |row: &store::SessionRow| {
+            let verdict = me.session_claims(row, now);
+            let pk = verdict.as_ref().ok().map(|(c, _)| c.pk);
+            (verdict, pk)
+        };
+        Ok(match self.store.load_session_then_user(key, now, claim).await? {
+            None => (Err((Anonymous::NoSuchSession, None)), None),
+            Some((_, verdict, user)) => {
+                let read = verdict.as_ref().ok().map(|(c, _)| (c.pk, user));
+                (verdict, read)
+            }
+        })
+    }
+
+    /// A session row's claims: live, signed, and naming a user.
+    fn session_claims(&self, row: &store::SessionRow, now: SystemTime) -> Verdict {
+        if !row.live {
+            return Err((Anonymous::Expired, None));
+        }
+        let expires = from_unix_secs(row.expires_at);
+        match self.signer.loads(&row.session_data, None, unix_secs(now)) {
+            Ok(v) => self.claims(&v, expires),
+            Err(e) => Err((signing_reason(&e), expires)),
+        }
+    }
+
+    fn claims(&self, session: &pyjson::Value, expires: Option<SystemTime>) -> Verdict {
+        self.policy.claims(session).map(|c| (c, expires)).map_err(|reason| (reason, expires))
+    }
 }
+
+/// A session's claims and when it ends, or why it is anonymous (and when it ends).
+type Verdict = Result<(auth::Claims, Option<SystemTime>), (Anonymous, Option<SystemTime>)>;
+/// A user row read with the session, and the pk it was read by.
+type ReadUser = Option<(auth::Pk, Option<auth::UserRow>)>;
 
 fn signing_reason(e: &SigningError) -> Anonymous {
     match e {

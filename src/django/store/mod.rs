@@ -4,12 +4,12 @@
 //! quoted) and the connections; it decides nothing about who is logged in.
 //!
 //! The first resolution of a session key costs two queries: the session row, then the
-//! user row by pk. They cannot be one join: the user id lives inside the signed, usually
-//! zlib-compressed session blob, which the database cannot read. Once a key has been seen,
-//! its pk is remembered, and later resolutions (after the cache TTL, invalidation,
-//! revalidation) are one query joining the session row to that user row; the pk the
-//! decoded session claims is checked against the guess, and a wrong guess costs the
-//! second query.
+//! user row by pk (on SQLite, in one read transaction on one blocking thread). They cannot
+//! be one join: the user id lives inside the signed, usually zlib-compressed session blob,
+//! which the database cannot read. Once a key has been seen, its pk is remembered, and
+//! later resolutions (after the cache TTL, invalidation, revalidation) are one query
+//! joining the session row to that user row; the pk the decoded session claims is checked
+//! against the guess, and a wrong guess costs the second query.
 
 pub mod postgres;
 pub mod signed_cookies;
@@ -71,6 +71,31 @@ impl Store {
         match self {
             Store::Sqlite(s) => s.load_session_with_user(key, now, pk).await,
             Store::Postgres(s) => s.load_session_with_user(key, now, pk).await,
+        }
+    }
+
+    /// The session row for `key` (`None` when there is none), then the user row whose pk
+    /// `claim` reads from it (`None` when there is none, or when `claim` names no pk).
+    /// `claim` may run on a blocking thread, between the two queries.
+    pub async fn load_session_then_user<T: Send + 'static>(
+        &self,
+        key: &str,
+        now: SystemTime,
+        claim: impl FnOnce(&SessionRow) -> (T, Option<Pk>) + Send + 'static,
+    ) -> Result<Option<(SessionRow, T, Option<UserRow>)>, StoreError> {
+        match self {
+            Store::Sqlite(s) => s.load_session_then_user(key, now, claim).await,
+            Store::Postgres(s) => {
+                let Some(row) = s.load_session(key, now).await? else {
+                    return Ok(None);
+                };
+                let (t, pk) = claim(&row);
+                let user = match pk {
+                    Some(pk) => s.load_user(pk).await?,
+                    None => None,
+                };
+                Ok(Some((row, t, user)))
+            }
         }
     }
 

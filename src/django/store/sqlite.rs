@@ -104,6 +104,46 @@ impl SqliteStore {
         .await
     }
 
+    /// The session row, then the user row whose pk `claim` reads from it: one hand-off to
+    /// the blocking pool and one read transaction (one shared lock, one look at the file's
+    /// header, both rows from the same snapshot) instead of two of each.
+    pub async fn load_session_then_user<T: Send + 'static>(
+        &self,
+        key: &str,
+        now: SystemTime,
+        claim: impl FnOnce(&SessionRow) -> (T, Option<Pk>) + Send + 'static,
+    ) -> Result<Option<(SessionRow, T, Option<UserRow>)>, StoreError> {
+        let (session_sql, user_sql) = (self.session_sql.clone(), self.user_sql.clone());
+        let pk_type = self.pk_type;
+        let key = key.to_owned();
+        let now = python_datetime_str(now);
+        let read = self
+            .with_conn(move |c| {
+                let txn = c.unchecked_transaction()?;
+                let mut stmt = c.prepare_cached(&session_sql)?;
+                let Some(row) = stmt.query_row(rusqlite::params![key, now], session_row).optional()? else {
+                    return Ok(None);
+                };
+                let (t, pk) = claim(&row);
+                let user = match pk {
+                    None => None,
+                    Some(pk) => {
+                        let mut stmt = c.prepare_cached(&user_sql)?;
+                        Some(stmt.query_row([pk_param(pk)], |r| user_row(r, 0, pk_type)).optional()?.flatten())
+                    }
+                };
+                txn.commit()?;
+                Ok(Some((row, t, user)))
+            })
+            .await?;
+        Ok(read.map(|(row, t, user)| {
+            if user.is_some() {
+                self.counter.bump();
+            }
+            (row, t, user.flatten())
+        }))
+    }
+
     pub async fn load_user(&self, pk: Pk) -> Result<Option<UserRow>, StoreError> {
         let sql = self.user_sql.clone();
         let pk_type = self.pk_type;
