@@ -13,6 +13,7 @@
 //! goes with it (RFC 9112 §6.3: the chunked framing wins).
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use smallvec::SmallVec;
 
 use crate::downstream::{Forwarding, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO, X_REQUEST_ID};
 
@@ -110,14 +111,18 @@ fn connection_listed(headers: &HeaderMap) -> Vec<&str> {
 }
 
 /// The names present that are hop-by-hop (fixed, or listed in `Connection`) or that `also`
-/// picks (it is shown lower-case names); allocates only when there are any.
-fn hop_by_hop_and(headers: &HeaderMap, also: impl Fn(&str) -> bool) -> Vec<HeaderName> {
+/// picks (it is shown lower-case names).
+fn hop_by_hop_and(headers: &HeaderMap, also: impl Fn(&str) -> bool) -> Doomed {
     let listed = connection_listed(headers);
     let doomed = |name: &str| is_hop_by_hop(name) || listed.iter().any(|l| l.eq_ignore_ascii_case(name)) || also(name);
     headers.keys().filter(|name| doomed(name.as_str())).cloned().collect()
 }
 
-fn remove_all(headers: &mut HeaderMap, names: Vec<HeaderName>) {
+/// Names to remove. Nearly every response carries one (`Connection: keep-alive`) and few
+/// requests carry more than a couple, so they are kept on the stack.
+type Doomed = SmallVec<[HeaderName; 4]>;
+
+fn remove_all(headers: &mut HeaderMap, names: Doomed) {
     for name in names {
         headers.remove(name);
     }

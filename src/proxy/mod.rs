@@ -138,6 +138,8 @@ pub struct Proxy {
     body_limits: BodyLimits,
     buffering: BufferingConfig,
     disk: TempDisk,
+    /// Whether responses carry [`UpstreamTime`]: only the access log reads it.
+    timed: bool,
 }
 
 impl Proxy {
@@ -157,6 +159,7 @@ impl Proxy {
             },
             buffering: config.buffering.clone(),
             disk,
+            timed: config.log.access,
         }
     }
 
@@ -205,7 +208,9 @@ impl Proxy {
         // The downstream connection has its own version; hyper picks the wire format from it.
         *response.version_mut() = Version::default();
         headers::prepare_response(response.headers_mut());
-        response.extensions_mut().insert(UpstreamTime(waited));
+        if self.timed {
+            response.extensions_mut().insert(UpstreamTime(waited));
+        }
         Ok(response)
     }
 
