@@ -80,14 +80,17 @@ impl Downstream {
     /// else a new one (see the module doc). Called once per request, before anything
     /// answers it, so every response and access line carries it.
     pub fn request_id(&self, headers: &HeaderMap) -> HeaderValue {
+        if !self.trusted {
+            return new_request_id();
+        }
         let mut claimed = headers.get_all(&X_REQUEST_ID).iter();
-        match (self.trusted, claimed.next(), claimed.next()) {
-            (true, Some(id), None) if is_request_id(id.as_bytes()) => owned(id),
-            (true, Some(_), _) => {
+        match (claimed.next(), claimed.next()) {
+            (Some(id), None) if is_request_id(id.as_bytes()) => owned(id),
+            (Some(_), _) => {
                 tracing::debug!(peer = %self.peer, "a trusted proxy's X-Request-Id is malformed: replaced");
                 new_request_id()
             }
-            _ => new_request_id(),
+            (None, _) => new_request_id(),
         }
     }
 
