@@ -200,6 +200,25 @@ async fn concurrent_misses_on_one_key_load_it_once() {
 }
 
 #[tokio::test]
+async fn a_session_that_names_no_user_costs_one_query_and_one_that_does_two() {
+    let (_dir, _db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
+    let mut sent = 0;
+    for (case, reason) in [
+        ("tampered_payload", Anonymous::BadSignature),
+        ("anonymous_session", Anonymous::NoUserId),
+        ("expired_row", Anonymous::Expired),
+    ] {
+        let id = bridge.resolve(f.case(case).cookie.as_bytes()).await.unwrap();
+        assert_eq!(id, Identity::Anonymous(reason), "{case}");
+        sent += 1;
+        assert_eq!(bridge.store_queries(), sent, "{case}: the session row only");
+    }
+    let alice = bridge.resolve(f.case("login_alice").cookie.as_bytes()).await.unwrap();
+    assert_eq!(alice.user().unwrap().username, "alice");
+    assert_eq!(bridge.store_queries(), sent + 2, "the session row, then the user row it names");
+}
+
+#[tokio::test]
 async fn invalidating_a_user_or_a_session_forces_a_reload() {
     let (_dir, _db, bridge, f) = sqlite_copy(StoreErrorPolicy::Refuse);
     let alice = f.case("login_alice");
