@@ -251,8 +251,7 @@ impl AuthPolicy {
             Some(HashClaim::Text(t)) => t,
         };
         // SECRET_KEY first, then the fallbacks (Django then cycles the key; we accept).
-        let ok =
-            self.hash_keys.iter().any(|k| constant_time_eq(claimed.as_bytes(), auth_hash(k, &row.password).as_bytes()));
+        let ok = self.hash_keys.iter().any(|k| constant_time_eq(claimed.as_bytes(), &auth_hash(k, &row.password)));
         if !ok {
             return Identity::Anonymous(Anonymous::HashMismatch);
         }
@@ -265,15 +264,15 @@ impl AuthPolicy {
     }
 }
 
-/// `salted_hmac(AUTH_HASH_SALT, password, secret, "sha256").hexdigest()`.
-fn auth_hash(key: &HmacSha256, password: &str) -> String {
+/// `salted_hmac(AUTH_HASH_SALT, password, secret, "sha256").hexdigest()`, as ASCII bytes.
+fn auth_hash(key: &HmacSha256, password: &str) -> [u8; 64] {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut mac = key.clone();
     mac.update(password.as_bytes());
-    let bytes = mac.finalize().into_bytes();
-    let mut out = String::with_capacity(64);
-    for b in bytes {
-        use std::fmt::Write;
-        let _ = write!(out, "{b:02x}");
+    let mut out = [0u8; 64];
+    for (pair, b) in out.chunks_exact_mut(2).zip(mac.finalize().into_bytes()) {
+        pair[0] = HEX[usize::from(b >> 4)];
+        pair[1] = HEX[usize::from(b & 0x0f)];
     }
     out
 }

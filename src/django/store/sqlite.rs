@@ -6,6 +6,7 @@
 //! UTC (`2026-11-26 10:00:00.123456`, no fraction when it is zero) and compares it as
 //! text with `now` in the same form; we send the same comparison.
 
+use std::fmt::Write;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -250,12 +251,12 @@ pub fn python_datetime_str(t: SystemTime) -> String {
     let micros = d.subsec_micros();
     let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
     let (y, m, dd) = civil_from_days(days);
-    let base = format!("{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
-    if micros == 0 {
-        base
-    } else {
-        format!("{base}.{micros:06}")
+    let mut text = String::with_capacity(26);
+    let _ = write!(text, "{y:04}-{m:02}-{dd:02} {:02}:{:02}:{:02}", rem / 3600, rem / 60 % 60, rem % 60);
+    if micros != 0 {
+        let _ = write!(text, ".{micros:06}");
     }
+    text
 }
 
 /// Parse Django's stored text back to Unix seconds (for cache lifetimes only; the
