@@ -7,6 +7,9 @@ pings are answered with pongs so idle sockets stay open. Work is spread over `--
 processes (each under the open-files limit) and connections over `--sources` loopback
 source addresses (127.0.0.2, 127.0.0.3, ...), each with its own ephemeral ports.
 
+scripts/bench-ws runs the handshake and echo modes with examples/ws_load.rs instead, the
+same work for a fraction of the CPU; they stay here for comparison.
+
 Every mode prints one JSON line on stdout; `idle` prints `{"ready": ...}` once all its
 sockets are open and keeps them until SIGTERM. Modes:
 
