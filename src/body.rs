@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
-use http_body_util::{combinators::BoxBody, BodyExt, Full};
+use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
 
 /// Any error a body may fail with while streaming.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -13,6 +13,11 @@ pub type Body = BoxBody<Bytes, BoxError>;
 /// A whole body from bytes we already have.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
     Full::new(bytes.into()).map_err(|never| match never {}).boxed()
+}
+
+/// No body at all; boxing it allocates nothing.
+pub fn empty() -> Body {
+    Empty::new().map_err(|never| match never {}).boxed()
 }
 
 /// A short `text/plain` reply, used for every error Switchyard itself answers.

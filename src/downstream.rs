@@ -126,9 +126,19 @@ impl Downstream {
             scheme,
             client,
             forwarded_for,
-            forwarded_host: trusted_host.or_else(|| headers.get(header::HOST)).map(owned),
+            forwarded_host: trusted_host.or_else(|| headers.get(header::HOST)).cloned(),
             request_id,
         }
+    }
+}
+
+impl Forwarding {
+    /// These facts with nothing borrowed from the request's read buffer (see [`owned`]), for
+    /// whoever keeps them past the request: a socket does. A plain request drops them with
+    /// its headers, so it skips the copy.
+    pub fn detached(mut self) -> Self {
+        self.forwarded_host = self.forwarded_host.as_ref().map(owned);
+        self
     }
 }
 

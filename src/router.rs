@@ -76,7 +76,7 @@ impl Router {
                 }
             },
             Decision::Upgrade(route) => {
-                let forwarding = downstream.forwarding(req.headers(), request_id);
+                let forwarding = downstream.forwarding(req.headers(), request_id).detached();
                 Box::pin(self.websockets.upgrade(req, route, forwarding)).await
             }
             Decision::NoRoute => body::text(StatusCode::NOT_FOUND, "no WebSocket route for this path"),

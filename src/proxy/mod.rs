@@ -195,14 +195,14 @@ impl Proxy {
             // We never forward an upgrade (WebSockets end here), so nobody asked for this.
             return Err(ProxyError::UnaskedUpgrade);
         }
-        let mut response = response.map(|b| b.map_err(Into::into).boxed());
+        let mut response = response;
         let stream = match response.headers_mut().remove(X_ACCEL_BUFFERING) {
             Some(v) if v.as_bytes().eq_ignore_ascii_case(b"no") => true,
             Some(v) if v.as_bytes().eq_ignore_ascii_case(b"yes") => false,
             _ => !buffering.unwrap_or(self.buffering.responses),
         };
         let mut response = match stream {
-            true => response,
+            true => response.map(boxed),
             false => self.buffered_response(response).await?,
         };
         // The downstream connection has its own version; hyper picks the wire format from it.
@@ -245,7 +245,7 @@ impl Proxy {
     }
 
     /// The response with its body read as fast as the upstream writes it.
-    async fn buffered_response(&self, response: Response<Body>) -> Result<Response<Body>, ProxyError> {
+    async fn buffered_response(&self, response: Response<PooledBody>) -> Result<Response<Body>, ProxyError> {
         let (parts, body) = response.into_parts();
         let limits = SpoolLimits {
             memory: self.buffering.response_memory,
@@ -254,7 +254,7 @@ impl Proxy {
         };
         let body = match response_body::read_small(body, &limits).await {
             Ok(whole) => whole,
-            Err(ReadSmall::Unread(body)) if body.is_end_stream() => body,
+            Err(ReadSmall::Unread(body)) if body.is_end_stream() => boxed(body),
             Err(ReadSmall::Unread(body)) => response_body::spool(body, limits, self.disk.clone()),
             Err(ReadSmall::Failed(e)) => return Err(e.into()),
         };
@@ -275,7 +275,10 @@ impl Proxy {
         let path = parts.uri.path_and_query().cloned().unwrap_or_else(|| PathAndQuery::from_static("/"));
         parts.uri = Uri::from(path);
         parts.version = Version::HTTP_11;
-        let body = if buffer && !incoming.is_end_stream() {
+        let body = if incoming.is_end_stream() {
+            // Most requests (every GET): nothing to read, time or count.
+            body::empty()
+        } else if buffer {
             let buffered = Box::pin(request_body::buffer(incoming, &self.body_limits, &self.disk)).await?;
             parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from(buffered.len));
             buffered.body
@@ -296,6 +299,12 @@ impl Proxy {
             },
         }
     }
+}
+
+/// The upstream's body as every response's; boxed only once it is known not to be read
+/// whole here.
+fn boxed(body: PooledBody) -> Body {
+    body.map_err(Into::into).boxed()
 }
 
 /// The request's `Content-Length`, when it sent one.

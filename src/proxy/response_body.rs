@@ -21,6 +21,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::{BodyExt, StreamBody};
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 
 use super::disk::{TempDisk, TempFile};
@@ -77,20 +78,22 @@ where
 /// A body read whole, sent on in the pieces it arrived in: one write of them all, no copy
 /// into one buffer first.
 struct Chunks {
-    chunks: VecDeque<Bytes>,
+    /// Last piece first, so sending pops; a small body's one or two are kept inline.
+    reversed: SmallVec<[Bytes; 2]>,
     len: u64,
 }
 
 impl Chunks {
     /// Reads `body` to its end; its trailers are dropped (a body with a length has none).
     async fn read<B: Body<Data = Bytes> + Unpin>(mut body: B) -> Result<Self, B::Error> {
-        let mut chunks = Self { chunks: VecDeque::new(), len: 0 };
+        let mut chunks = Self { reversed: SmallVec::new(), len: 0 };
         while let Some(frame) = body.frame().await {
             if let Ok(data) = frame?.into_data() {
                 chunks.len += data.len() as u64;
-                chunks.chunks.push_back(data);
+                chunks.reversed.push(data);
             }
         }
+        chunks.reversed.reverse();
         Ok(chunks)
     }
 }
@@ -101,13 +104,13 @@ impl Body for Chunks {
 
     fn poll_frame(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
-        let chunk = this.chunks.pop_front();
+        let chunk = this.reversed.pop();
         this.len -= chunk.as_ref().map_or(0, |c| c.len() as u64);
         Poll::Ready(chunk.map(|c| Ok(Frame::data(c))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.chunks.is_empty()
+        self.reversed.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {

@@ -17,7 +17,6 @@ use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use tokio::sync::Notify;
 
-use crate::body::BoxError;
 use tokio::time::Instant;
 
 /// One connection's activity, shared by its requests.
@@ -144,14 +143,14 @@ impl<B> Held<B> {
     }
 }
 
-impl<B: Body<Data = Bytes, Error = BoxError>> Body for Held<B> {
+impl<B: Body<Data = Bytes>> Body for Held<B> {
     type Data = Bytes;
-    type Error = BoxError;
+    type Error = B::Error;
 
     fn poll_frame(
         self: std::pin::Pin<&mut Self>,
         cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    ) -> std::task::Poll<Option<Result<Frame<Bytes>, B::Error>>> {
         self.project().inner.poll_frame(cx)
     }
 

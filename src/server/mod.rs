@@ -441,7 +441,7 @@ impl Connection {
             let (shared, in_flight, downstream) = (current.load_full(), tracked.begin(), peer.clone());
             async move {
                 let response = shared.respond(req, downstream).await;
-                Ok::<_, std::convert::Infallible>(response.map(|body| idle::Held::new(body, in_flight).boxed()))
+                Ok::<_, std::convert::Infallible>(response.map(|body| idle::Held::new(body, in_flight)))
             }
         });
         let conn = self.shared.http.serve_connection_with_upgrades(TokioIo::new(stream), service);
